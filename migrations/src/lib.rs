@@ -1,0 +1,34 @@
+//! latchkey's database schema, as append-only sea-orm migrations.
+//!
+//! One migration per table. The same migrations run on PostgreSQL and SQLite,
+//! so they only use the portable schema helpers: UUIDs for ids, `timestamp with
+//! time zone` for every instant (always UTC), text for lists (space-separated,
+//! like OAuth scopes) and 16-byte binaries for IP addresses, so CIDR filters
+//! become plain range comparisons on both backends.
+//!
+//! Never edit a migration that has shipped; add a new one.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_users;
+mod m20261124_000002_create_signing_keys;
+mod m20261124_000003_create_refresh_families;
+mod m20261124_000004_create_clients;
+mod m20261124_000005_create_revocations;
+mod m20261124_000006_create_audit_events;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261124_000001_create_users::Migration),
+            Box::new(m20261124_000002_create_signing_keys::Migration),
+            Box::new(m20261124_000003_create_refresh_families::Migration),
+            Box::new(m20261124_000004_create_clients::Migration),
+            Box::new(m20261124_000005_create_revocations::Migration),
+            Box::new(m20261124_000006_create_audit_events::Migration),
+        ]
+    }
+}

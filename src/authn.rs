@@ -1,0 +1,361 @@
+//! Authentication flows shared by the JSON API and the OAuth endpoints.
+//!
+//! `/auth/login` and `grant_type=password` both call [`login`]; `/auth/refresh`
+//! and `grant_type=refresh_token` both call [`refresh`]. Each flow: check
+//! credentials, check the account, start or rotate a refresh family, sign the
+//! tokens, write the audit event.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::audit::{self, Event, EventKind};
+use crate::error::Internal;
+use crate::passwords::{HashError, Password, Verification};
+use crate::refresh::{self, NewFamily, Origin, RefreshError};
+use crate::scope::ScopeSet;
+use crate::state::AppState;
+use crate::tokens::{self, AccessClaims, AccessGrant, IdTokenClaims, TokenError};
+use crate::users::{self, User, username};
+
+/// The client id of latchkey's own JSON API (`/auth/*`).
+pub const FIRST_PARTY_CLIENT_ID: &str = "latchkey";
+
+/// The tokens of a successful login or refresh (RFC 6749 §5.1).
+#[derive(Clone, Debug)]
+pub struct TokenGrant {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub refresh_token: Option<String>,
+    pub scope: String,
+    pub id_token: Option<String>,
+    /// The refresh family, when one is involved.
+    pub family_id: Option<Uuid>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown user or wrong password: deliberately indistinguishable.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("this account is disabled")]
+    AccountDisabled,
+    #[error("this account is banned")]
+    AccountBanned { until: Option<DateTime<Utc>> },
+    #[error("too many logins are being processed; retry shortly")]
+    Busy,
+    #[error(transparent)]
+    Internal(#[from] Internal),
+}
+
+impl From<HashError> for LoginError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => LoginError::Busy,
+            HashError::Internal(i) => LoginError::Internal(i),
+        }
+    }
+}
+
+/// Check a username and password. Unknown usernames (including ones that do
+/// not even parse) are verified against the dummy hash, so every failure
+/// costs one argon2 verification.
+#[tracing::instrument(skip_all)]
+pub async fn check_password(
+    state: &AppState,
+    origin: &Origin,
+    client_id: &str,
+    username_input: &str,
+    password: &Password,
+) -> Result<User, LoginError> {
+    let key = username::comparison_key(username_input);
+    let row = if key.is_empty() || key.len() > 4 * username::MAX_LEN * 4 {
+        None
+    } else {
+        users::repo::by_username_key(&state.db, &key).await?
+    };
+    let verification = state.hasher.verify(password, row.as_ref().map(|r| r.password_hash.as_str())).await?;
+    let now = state.now();
+    let (Verification::Valid { needs_rehash }, Some(row)) = (verification, row) else {
+        audit::record(
+            &state.db,
+            now,
+            origin,
+            Event::new(EventKind::LoginFailed).client(client_id).detail("reason", "invalid_credentials"),
+        )
+        .await;
+        return Err(LoginError::InvalidCredentials);
+    };
+    let user = User::from(row);
+    if !user.can_authenticate(now) {
+        let reason = if user.disabled { "account_disabled" } else { "account_banned" };
+        audit::record(
+            &state.db,
+            now,
+            origin,
+            Event::new(EventKind::LoginFailed).subject(user.id).client(client_id).detail("reason", reason),
+        )
+        .await;
+        return Err(if user.disabled {
+            LoginError::AccountDisabled
+        } else {
+            LoginError::AccountBanned { until: user.ban.as_ref().and_then(|b| b.until) }
+        });
+    }
+    if needs_rehash {
+        // Parameters changed since this hash was made: upgrade it now that
+        // we know the password. A failure only delays the upgrade.
+        match state.hasher.hash(password).await {
+            Ok(hash) => {
+                if let Err(e) = users::repo::set_password_hash(&state.db, user.id, hash, now).await {
+                    tracing::warn!(error = %e, user_id = %user.id, "password rehash not saved");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, user_id = %user.id, "password rehash failed"),
+        }
+    }
+    Ok(user)
+}
+
+/// Password login: check the credentials, start a refresh family, sign tokens.
+#[tracing::instrument(skip_all)]
+pub async fn login(
+    state: &AppState,
+    origin: &Origin,
+    client_id: &str,
+    username_input: &str,
+    password: &Password,
+    scope: ScopeSet,
+) -> Result<(User, TokenGrant), LoginError> {
+    let user = check_password(state, origin, client_id, username_input, password).await?;
+    let now = state.now();
+    users::repo::touch_last_login(&state.db, user.id, now).await?;
+    let grant = start_session(state, origin, &user, client_id, scope, now, now, None).await?;
+    audit::record(
+        &state.db,
+        now,
+        origin,
+        Event::new(EventKind::LoginSucceeded)
+            .subject(user.id)
+            .client(client_id)
+            .detail("family_id", grant.family_id.map(|f| f.to_string())),
+    )
+    .await;
+    Ok((user, grant))
+}
+
+/// Start a refresh family for an authenticated user and sign its tokens.
+/// Also used by the authorization-code grant.
+#[allow(clippy::too_many_arguments)]
+pub async fn start_session(
+    state: &AppState,
+    origin: &Origin,
+    user: &User,
+    client_id: &str,
+    scope: ScopeSet,
+    auth_time: DateTime<Utc>,
+    now: DateTime<Utc>,
+    nonce: Option<String>,
+) -> Result<TokenGrant, Internal> {
+    let new = NewFamily {
+        user_id: user.id,
+        client_id: client_id.to_owned(),
+        scope: scope.to_string(),
+        auth_time,
+        origin: origin.clone(),
+    };
+    let (family, refresh_token, _) =
+        refresh::start(&state.db, &state.families, &state.refresh_codec, now, new).await?;
+    let mut grant = sign_for_user(state, user, &family, &scope, now, nonce)?;
+    grant.refresh_token = Some(refresh_token);
+    Ok(grant)
+}
+
+fn sign_for_user(
+    state: &AppState,
+    user: &User,
+    family: &refresh::Family,
+    scope: &ScopeSet,
+    now: DateTime<Utc>,
+    nonce: Option<String>,
+) -> Result<TokenGrant, Internal> {
+    let access = tokens::issue_access(
+        &state.keyring,
+        &state.tokens,
+        now,
+        &AccessGrant {
+            subject: user.id.to_string(),
+            client_id: family.client_id.clone(),
+            scope: scope.to_string(),
+            roles: Some(user.role_names()),
+            auth_time: Some(family.auth_time),
+            session_id: Some(family.id.to_string()),
+        },
+    )?;
+    let id_token = if scope.contains("openid") {
+        let claims = IdTokenClaims {
+            subject: user.id.to_string(),
+            audience: family.client_id.clone(),
+            auth_time: Some(family.auth_time),
+            nonce,
+            access_token: Some(access.token.clone()),
+            extra: profile_claims(user, scope),
+        };
+        Some(tokens::issue_id_token(
+            &state.keyring,
+            &state.tokens,
+            now,
+            crate::config::SigningAlg::Rs256,
+            &claims,
+        )?)
+    } else {
+        None
+    };
+    Ok(TokenGrant {
+        access_token: access.token,
+        expires_in: access.expires_in,
+        refresh_token: None,
+        scope: scope.to_string(),
+        id_token,
+        family_id: Some(family.id),
+    })
+}
+
+/// OIDC Core §5.4 claims released by scope.
+pub fn profile_claims(user: &User, scope: &ScopeSet) -> serde_json::Map<String, serde_json::Value> {
+    let mut claims = serde_json::Map::new();
+    if scope.contains("profile") {
+        claims.insert("preferred_username".into(), user.username.clone().into());
+        claims.insert("updated_at".into(), user.updated_at.timestamp().into());
+    }
+    if scope.contains("email") {
+        if let Some(email) = &user.email {
+            claims.insert("email".into(), email.clone().into());
+            // latchkey does not verify addresses.
+            claims.insert("email_verified".into(), false.into());
+        }
+    }
+    claims
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshFlowError {
+    #[error(transparent)]
+    Refresh(#[from] RefreshError),
+    /// The account was disabled, banned or deleted: the family was ended.
+    #[error("the account can no longer sign in")]
+    AccountUnavailable,
+    #[error(transparent)]
+    Internal(#[from] Internal),
+}
+
+/// Rotate a refresh token and sign new tokens. `narrow` may reduce the
+/// scope of the new access token (RFC 6749 §6); the family keeps its own.
+#[tracing::instrument(skip_all)]
+pub async fn refresh(
+    state: &AppState,
+    origin: &Origin,
+    client_id: &str,
+    presented: &str,
+    narrow: Option<ScopeSet>,
+) -> Result<TokenGrant, RefreshFlowError> {
+    let now = state.now();
+    let refreshed =
+        match refresh::refresh(&state.db, &state.families, &state.refresh_codec, now, presented, client_id)
+            .await
+        {
+            Ok(r) => r,
+            Err(RefreshError::Reused { family_id, user_id }) => {
+                audit::record(
+                    &state.db,
+                    now,
+                    origin,
+                    Event::new(EventKind::RefreshReuseDetected)
+                        .subject(user_id)
+                        .client(client_id)
+                        .detail("family_id", family_id.to_string()),
+                )
+                .await;
+                return Err(RefreshError::Reused { family_id, user_id }.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+    let family = refreshed.family;
+    let user = users::find(&state.db, family.user_id).await?;
+    let Some(user) = user.filter(|u| u.can_authenticate(now)) else {
+        refresh::revoke(&state.db, family.id, now, refresh::reason::ACCOUNT_UNAVAILABLE).await?;
+        return Err(RefreshFlowError::AccountUnavailable);
+    };
+    let family_scope = ScopeSet::from_stored(&family.scope);
+    let scope = match narrow {
+        Some(requested) if requested.is_subset(&family_scope) => requested,
+        Some(_) => return Err(RefreshError::Invalid.into()),
+        None => family_scope,
+    };
+    let mut grant = sign_for_user(state, &user, &family, &scope, now, None)?;
+    grant.refresh_token = Some(refreshed.token);
+    Ok(grant)
+}
+
+/// End the session a refresh token belongs to. Unknown tokens are ignored:
+/// logging out twice is not an error, and the answer reveals nothing.
+pub async fn logout(
+    state: &AppState,
+    origin: &Origin,
+    client_id: &str,
+    presented: &str,
+) -> Result<(), Internal> {
+    let now = state.now();
+    if let Some(family) = refresh::end(&state.db, &state.refresh_codec, now, presented, client_id).await? {
+        audit::record(
+            &state.db,
+            now,
+            origin,
+            Event::new(EventKind::Logout)
+                .subject(family.user_id)
+                .client(client_id)
+                .detail("family_id", family.id.to_string()),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Who a valid bearer token speaks for.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub claims: AccessClaims,
+    /// The user, for user tokens; `None` for client-credentials tokens.
+    pub user: Option<User>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BearerError {
+    #[error("{0}")]
+    Invalid(#[from] TokenError),
+    #[error("the token has been revoked")]
+    Revoked,
+    #[error("the account can no longer sign in")]
+    AccountUnavailable,
+    #[error(transparent)]
+    Internal(#[from] Internal),
+}
+
+/// Verify a bearer access token completely: signature and claims, the deny
+/// list, and (for user tokens) that the account still exists and may sign in.
+pub async fn authenticate_bearer(state: &AppState, token: &str) -> Result<Principal, BearerError> {
+    let now = state.now();
+    let claims = tokens::verify_access(&state.keyring, &state.tokens, now, token)?;
+    let iat = DateTime::from_timestamp(claims.iat, 0).unwrap_or(now);
+    if crate::revocation::is_denied(&state.db, &claims.jti, &claims.sub, iat, now).await? {
+        return Err(BearerError::Revoked);
+    }
+    if claims.is_client_token() {
+        return Ok(Principal { claims, user: None });
+    }
+    let user_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::Malformed)?;
+    let user = users::find(&state.db, user_id)
+        .await?
+        .filter(|u| u.can_authenticate(now))
+        .ok_or(BearerError::AccountUnavailable)?;
+    Ok(Principal { claims, user: Some(user) })
+}

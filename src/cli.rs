@@ -1,0 +1,174 @@
+//! The command line.
+//!
+//! `latchkey` (or `latchkey serve`) runs the server; the other commands work
+//! on the same database and master key as the server, so they can run next
+//! to a live deployment.
+
+use std::io::{BufRead, IsTerminal};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Settings;
+use crate::keys::{self, KeyPolicy};
+use crate::passwords::{Password, PasswordHasher, PasswordPolicy};
+use crate::startup::{self, Application};
+use crate::users::{self, Email, NewUser, Role, Username};
+
+#[derive(Parser, Debug)]
+#[command(name = "latchkey", version, about = "A standalone identity provider", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsersCommand {
+    /// Create a user. The password is read from stdin, or prompted for on a
+    /// terminal; it is never taken from the command line.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// A role to grant (repeatable), e.g. `--role admin`.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Start signing with the next keys as soon as that is safe.
+    Rotate,
+    /// List signing keys and their states.
+    List,
+}
+
+impl Cli {
+    /// Does this command need settings (and a database)?
+    pub fn needs_settings(&self) -> bool {
+        !matches!(self.command, Some(Command::Openapi))
+    }
+}
+
+/// Run a parsed command with loaded settings.
+pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(settings, clock).await?;
+            app.run_until_stopped().await.context("server error")?;
+        }
+        Command::Migrate => {
+            let db = startup::connect(&settings).await?;
+            startup::migrate(&db).await?;
+            println!("database is up to date");
+        }
+        Command::Openapi => print!("{}", crate::http::spec_json()),
+        Command::Users(UsersCommand::Create { username, email, roles }) => {
+            create_user(&settings, clock.as_ref(), &username, email.as_deref(), &roles).await?;
+        }
+        Command::Keys(command) => {
+            let db = startup::connect(&settings).await?;
+            startup::migrate(&db).await?;
+            let policy = KeyPolicy::from_settings(&settings);
+            match command {
+                KeysCommand::Rotate => {
+                    let master = startup::master_key(&settings)?;
+                    let plans = keys::rotate(&db, &policy, &master, clock.now()).await.map_err(|e| e.0)?;
+                    for plan in plans {
+                        println!(
+                            "{} key {} ({}) signs from {}",
+                            plan.purpose.as_str(),
+                            plan.kid,
+                            plan.alg,
+                            plan.activates_at.to_rfc3339()
+                        );
+                    }
+                    println!(
+                        "running servers pick this up within {}s",
+                        settings.key_reload_interval.as_secs()
+                    );
+                }
+                KeysCommand::List => {
+                    let rows = keys::list(&db, &policy, clock.now()).await.map_err(|e| e.0)?;
+                    println!(
+                        "{:<44} {:<9} {:<6} {:<9} {:<26} RETIRES",
+                        "KID", "PURPOSE", "ALG", "STATE", "ACTIVATES"
+                    );
+                    for (meta, status) in rows {
+                        println!(
+                            "{:<44} {:<9} {:<6} {:<9} {:<26} {}",
+                            meta.kid,
+                            meta.purpose.as_str(),
+                            meta.alg.as_str(),
+                            status.state.as_str(),
+                            meta.activates_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                            status
+                                .retires_at
+                                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                                .unwrap_or_else(|| "-".into())
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let second = rpassword::prompt_password("Repeat password: ").context("cannot read the password")?;
+        if first != second {
+            bail!("the passwords do not match");
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).context("cannot read the password from stdin")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn create_user(
+    settings: &Settings,
+    clock: &dyn Clock,
+    username: &str,
+    email: Option<&str>,
+    roles: &[String],
+) -> anyhow::Result<()> {
+    let username = Username::parse(username)?;
+    let email = email.map(Email::parse).transpose()?;
+    let roles = roles.iter().map(|r| Role::parse(r)).collect::<Result<Vec<_>, _>>()?;
+    let password = Password::new(&read_password()?)?;
+    let db = startup::connect(settings).await?;
+    startup::migrate(&db).await?;
+    let hasher =
+        PasswordHasher::new(PasswordPolicy::from_settings(settings)?, 1, 1).await.map_err(|e| e.0)?;
+    let user = users::register(&db, &hasher, clock.now(), NewUser { username, email, password, roles })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("created user {} ({})", user.username, user.id);
+    Ok(())
+}

@@ -1,0 +1,639 @@
+//! Settings: typed, flat, one field per `LATCHKEY_*` variable.
+//!
+//! Sources, later ones winning: built-in defaults, an optional TOML file
+//! (`LATCHKEY_CONFIG`, keys are the variable names without the prefix, in any
+//! case), then the environment. Every value is parsed from text by the same
+//! per-field parser, so an error always names the variable it came from, and a
+//! numeric-looking password stays a string. `validate` rejects nonsense in one
+//! line; `main` prints it and exits non-zero.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::scope::ScopeSet;
+
+/// Environment variables that configure the process but are not settings.
+const NON_SETTING_VARS: &[&str] = &["LATCHKEY_CONFIG", "LATCHKEY_LOG", "LATCHKEY_TEST_DATABASE_URL"];
+
+/// The OWASP Password Storage Cheat Sheet minimum for argon2id.
+pub const OWASP_ARGON2_MEMORY_KIB: u32 = 19_456;
+pub const OWASP_ARGON2_ITERATIONS: u32 = 2;
+
+/// A configuration error, already phrased for a human: one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn invalid(var: &str, why: impl fmt::Display) -> ConfigError {
+    ConfigError(format!("invalid configuration: LATCHKEY_{var}: {why}"))
+}
+
+/// Algorithms latchkey signs access tokens with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SigningAlg {
+    Es256,
+    EdDsa,
+    Rs256,
+}
+
+impl SigningAlg {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::Es256 => "ES256",
+            SigningAlg::EdDsa => "EdDSA",
+            SigningAlg::Rs256 => "RS256",
+        }
+    }
+}
+
+impl fmt::Display for SigningAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SigningAlg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ES256" => Ok(SigningAlg::Es256),
+            "EdDSA" => Ok(SigningAlg::EdDsa),
+            "RS256" => Ok(SigningAlg::Rs256),
+            other => Err(format!("expected ES256, EdDSA or RS256, got {other:?}")),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A database URL whose `Debug` and `Display` hide the password.
+#[derive(Clone)]
+pub struct DatabaseUrl(SecretString);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(SecretString::from(url.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.expose().starts_with("sqlite:")
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        let url = self.expose();
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let url = self.expose();
+        let Some(scheme_end) = url.find("://") else {
+            return url.to_owned();
+        };
+        let rest = &url[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                let user = userinfo.split(':').next().unwrap_or_default();
+                let password_hidden = if userinfo.contains(':') { ":***" } else { "" };
+                format!("{}{user}{password_hidden}{}", &url[..scheme_end + 3], &url[scheme_end + 3 + at..])
+            }
+            None => url.to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Every setting of the server. Built by [`Settings::load`] in production and
+/// by [`Settings::for_tests`] in tests (which never read the environment).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `LATCHKEY_DATABASE_URL`; default a SQLite file in `data_dir`.
+    pub database_url: DatabaseUrl,
+    /// `LATCHKEY_DATA_DIR`: the SQLite default and the generated master key live here.
+    pub data_dir: PathBuf,
+    /// `LATCHKEY_LISTEN`.
+    pub listen: SocketAddr,
+    /// `LATCHKEY_ISSUER`; `None` means `http://` + the bound address.
+    pub issuer: Option<String>,
+    /// `LATCHKEY_AUDIENCE`: default `aud` of access tokens.
+    pub audience: String,
+    pub access_token_ttl: Duration,
+    /// Absolute lifetime of a refresh family.
+    pub refresh_token_ttl: Duration,
+    /// A family unused for this long ends.
+    pub refresh_idle_timeout: Duration,
+    /// How long the previous refresh token of a family still returns the current one.
+    pub refresh_grace_period: Duration,
+    /// Live refresh families per user; the oldest ends beyond this.
+    pub max_sessions_per_user: u32,
+    pub signing_alg: SigningAlg,
+    pub master_key: Option<SecretString>,
+    pub admin_username: Option<String>,
+    pub admin_password: Option<SecretString>,
+    /// Automatic signing-key rotation period.
+    pub key_rotation_interval: Duration,
+    /// Upper bound of the JWKS `Cache-Control: max-age`.
+    pub jwks_max_age: Duration,
+    /// How often each replica reloads keys from the database.
+    pub key_reload_interval: Duration,
+    /// Password hashes computed at once (defaults to the number of CPUs).
+    pub password_hash_concurrency: usize,
+    /// Logins allowed to wait for a hashing slot before new ones get 503.
+    pub password_hash_queue: usize,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    pub log_format: LogFormat,
+    pub db_max_connections: u32,
+    /// Scopes a user may be granted by a password login.
+    pub user_scopes: ScopeSet,
+    /// Whether `POST /auth/register` is open to anyone.
+    pub allow_registration: bool,
+    /// Accept argon2 parameters below OWASP. Only `for_tests` sets it; no variable does.
+    pub allow_weak_password_hashing: bool,
+}
+
+/// Raw values by setting name (without the `LATCHKEY_` prefix, upper case).
+type RawValues = BTreeMap<String, (String, &'static str)>;
+
+/// Names accepted from the environment and the file, each with its default.
+const SETTINGS: &[(&str, Option<&str>)] = &[
+    ("DATABASE_URL", None),
+    ("DATA_DIR", Some("./data")),
+    ("LISTEN", Some("127.0.0.1:8080")),
+    ("ISSUER", None),
+    ("AUDIENCE", Some("latchkey")),
+    ("ACCESS_TOKEN_TTL", Some("900")),
+    ("REFRESH_TOKEN_TTL", Some("2592000")),
+    ("REFRESH_IDLE_TIMEOUT", Some("1209600")),
+    ("REFRESH_GRACE_PERIOD", Some("15")),
+    ("MAX_SESSIONS_PER_USER", Some("20")),
+    ("SIGNING_ALG", Some("ES256")),
+    ("MASTER_KEY", None),
+    ("ADMIN_USERNAME", None),
+    ("ADMIN_PASSWORD", None),
+    ("KEY_ROTATION_INTERVAL", Some("2592000")),
+    ("JWKS_MAX_AGE", Some("3600")),
+    ("KEY_RELOAD_INTERVAL", Some("30")),
+    ("PASSWORD_HASH_CONCURRENCY", None),
+    ("PASSWORD_HASH_QUEUE", Some("256")),
+    ("ARGON2_MEMORY_KIB", Some("19456")),
+    ("ARGON2_ITERATIONS", Some("2")),
+    ("ARGON2_PARALLELISM", Some("1")),
+    ("BODY_LIMIT", Some("65536")),
+    ("TRUSTED_PROXIES", Some("")),
+    ("LOG_FORMAT", Some("text")),
+    ("USER_SCOPES", Some("openid profile email")),
+    ("ALLOW_REGISTRATION", Some("true")),
+    ("DB_MAX_CONNECTIONS", Some("10")),
+];
+
+/// Everything `load` found that deserves a warning once logging is up.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub warnings: Vec<String>,
+}
+
+impl Settings {
+    /// Load from the process environment (and `LATCHKEY_CONFIG` if set).
+    pub fn load() -> Result<(Settings, LoadReport), ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let file = match std::env::var("LATCHKEY_CONFIG") {
+            Ok(path) if !path.is_empty() => Some(read_file(Path::new(&path))?),
+            _ => None,
+        };
+        Self::from_sources(file.as_deref(), &env)
+    }
+
+    /// Load from explicit sources; the testable core of [`Settings::load`].
+    pub fn from_sources(
+        file_toml: Option<&str>,
+        env: &[(String, String)],
+    ) -> Result<(Settings, LoadReport), ConfigError> {
+        let mut report = LoadReport::default();
+        let mut raw: RawValues = BTreeMap::new();
+        if let Some(text) = file_toml {
+            let table: toml::Table =
+                text.parse().map_err(|e| ConfigError(format!("invalid configuration file: {e}")))?;
+            for (key, value) in table {
+                let name = key.to_ascii_uppercase();
+                if !SETTINGS.iter().any(|(n, _)| *n == name) {
+                    report.warnings.push(format!("unknown key {key:?} in the configuration file is ignored"));
+                    continue;
+                }
+                raw.insert(name, (toml_to_text(&key, value)?, "file"));
+            }
+        }
+        for (key, value) in env {
+            let Some(name) = key.strip_prefix("LATCHKEY_") else { continue };
+            if NON_SETTING_VARS.contains(&key.as_str()) {
+                continue;
+            }
+            if !SETTINGS.iter().any(|(n, _)| *n == name) {
+                report.warnings.push(format!("unknown environment variable {key} is ignored"));
+                continue;
+            }
+            raw.insert(name.to_owned(), (value.clone(), "env"));
+        }
+        let settings = Self::from_raw(&raw)?;
+        settings.validate()?;
+        if let Some(w) = settings.issuer_warning() {
+            report.warnings.push(w);
+        }
+        Ok((settings, report))
+    }
+
+    fn from_raw(raw: &RawValues) -> Result<Settings, ConfigError> {
+        let get = |name: &str| -> Option<String> {
+            raw.get(name)
+                .map(|(v, _)| v.clone())
+                .or_else(|| SETTINGS.iter().find(|(n, _)| *n == name).and_then(|(_, d)| d.map(str::to_owned)))
+        };
+        let parse =
+            |name: &str| -> Result<String, ConfigError> { get(name).ok_or_else(|| invalid(name, "missing")) };
+        let non_empty = |name: &str| get(name).filter(|v| !v.is_empty());
+        let number = |name: &str| -> Result<u64, ConfigError> {
+            let v = parse(name)?;
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| invalid(name, format!("expected a non-negative integer, got {v:?}")))
+        };
+        let small = |name: &str| -> Result<u32, ConfigError> {
+            u32::try_from(number(name)?).map_err(|_| invalid(name, "too large"))
+        };
+        let seconds = |name: &str| number(name).map(Duration::from_secs);
+        let boolean = |name: &str| -> Result<bool, ConfigError> {
+            match parse(name)?.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                other => Err(invalid(name, format!("expected true or false, got {other:?}"))),
+            }
+        };
+
+        let data_dir = PathBuf::from(parse("DATA_DIR")?);
+        let database_url = match non_empty("DATABASE_URL") {
+            Some(url) => DatabaseUrl::new(url),
+            None => DatabaseUrl::new(format!("sqlite://{}?mode=rwc", data_dir.join("latchkey.db").display())),
+        };
+        let listen_raw = parse("LISTEN")?;
+        let listen = listen_raw
+            .parse::<SocketAddr>()
+            .map_err(|_| invalid("LISTEN", format!("expected address:port, got {listen_raw:?}")))?;
+        let signing_alg =
+            parse("SIGNING_ALG")?.parse::<SigningAlg>().map_err(|e| invalid("SIGNING_ALG", e))?;
+        let log_format = match parse("LOG_FORMAT")?.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(invalid("LOG_FORMAT", format!("expected text or json, got {other:?}"))),
+        };
+        let trusted_proxies = parse("TRUSTED_PROXIES")?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| invalid("TRUSTED_PROXIES", format!("{s:?} is not an IP address or CIDR")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let password_hash_concurrency = match non_empty("PASSWORD_HASH_CONCURRENCY") {
+            Some(_) => usize::try_from(number("PASSWORD_HASH_CONCURRENCY")?)
+                .map_err(|_| invalid("PASSWORD_HASH_CONCURRENCY", "too large"))?,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+
+        Ok(Settings {
+            database_url,
+            data_dir,
+            listen,
+            issuer: non_empty("ISSUER").map(|s| s.trim_end_matches('/').to_owned()),
+            audience: parse("AUDIENCE")?,
+            access_token_ttl: seconds("ACCESS_TOKEN_TTL")?,
+            refresh_token_ttl: seconds("REFRESH_TOKEN_TTL")?,
+            refresh_idle_timeout: seconds("REFRESH_IDLE_TIMEOUT")?,
+            refresh_grace_period: seconds("REFRESH_GRACE_PERIOD")?,
+            max_sessions_per_user: small("MAX_SESSIONS_PER_USER")?,
+            signing_alg,
+            master_key: non_empty("MASTER_KEY").map(SecretString::from),
+            admin_username: non_empty("ADMIN_USERNAME"),
+            admin_password: non_empty("ADMIN_PASSWORD").map(SecretString::from),
+            key_rotation_interval: seconds("KEY_ROTATION_INTERVAL")?,
+            jwks_max_age: seconds("JWKS_MAX_AGE")?,
+            key_reload_interval: seconds("KEY_RELOAD_INTERVAL")?,
+            password_hash_concurrency,
+            password_hash_queue: usize::try_from(number("PASSWORD_HASH_QUEUE")?)
+                .map_err(|_| invalid("PASSWORD_HASH_QUEUE", "too large"))?,
+            argon2_memory_kib: small("ARGON2_MEMORY_KIB")?,
+            argon2_iterations: small("ARGON2_ITERATIONS")?,
+            argon2_parallelism: small("ARGON2_PARALLELISM")?,
+            body_limit: usize::try_from(number("BODY_LIMIT")?)
+                .map_err(|_| invalid("BODY_LIMIT", "too large"))?,
+            trusted_proxies,
+            log_format,
+            db_max_connections: small("DB_MAX_CONNECTIONS")?,
+            user_scopes: ScopeSet::parse(&parse("USER_SCOPES")?).map_err(|e| invalid("USER_SCOPES", e))?,
+            allow_registration: boolean("ALLOW_REGISTRATION")?,
+            allow_weak_password_hashing: false,
+        })
+    }
+
+    /// Reject values that parse but make no sense. One line per problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = &self.database_url;
+        if !url.is_sqlite() && !url.is_postgres() {
+            return Err(invalid(
+                "DATABASE_URL",
+                format!("expected a postgres:// or sqlite:// URL, got {}", url.redacted()),
+            ));
+        }
+        if let Some(issuer) = &self.issuer {
+            validate_issuer(issuer).map_err(|e| invalid("ISSUER", e))?;
+        }
+        if self.audience.trim().is_empty() || self.audience.contains(char::is_whitespace) {
+            return Err(invalid("AUDIENCE", "must be a non-empty string without spaces"));
+        }
+        range("ACCESS_TOKEN_TTL", self.access_token_ttl, 30, 86_400)?;
+        range("REFRESH_TOKEN_TTL", self.refresh_token_ttl, 60, 400 * 86_400)?;
+        range("REFRESH_IDLE_TIMEOUT", self.refresh_idle_timeout, 60, 400 * 86_400)?;
+        range("REFRESH_GRACE_PERIOD", self.refresh_grace_period, 0, 300)?;
+        range("KEY_ROTATION_INTERVAL", self.key_rotation_interval, 3_600, 400 * 86_400)?;
+        range("JWKS_MAX_AGE", self.jwks_max_age, 0, 86_400)?;
+        range("KEY_RELOAD_INTERVAL", self.key_reload_interval, 1, 3_600)?;
+        if self.key_rotation_interval < self.publish_lead() * 2 {
+            return Err(invalid(
+                "KEY_ROTATION_INTERVAL",
+                "must be at least twice LATCHKEY_JWKS_MAX_AGE + LATCHKEY_KEY_RELOAD_INTERVAL, so a key is published long enough before it signs",
+            ));
+        }
+        if self.max_sessions_per_user == 0 {
+            return Err(invalid("MAX_SESSIONS_PER_USER", "must be at least 1"));
+        }
+        if self.password_hash_concurrency == 0 {
+            return Err(invalid("PASSWORD_HASH_CONCURRENCY", "must be at least 1"));
+        }
+        if !self.allow_weak_password_hashing {
+            if self.argon2_memory_kib < OWASP_ARGON2_MEMORY_KIB {
+                return Err(invalid(
+                    "ARGON2_MEMORY_KIB",
+                    format!("must be at least {OWASP_ARGON2_MEMORY_KIB} (OWASP minimum)"),
+                ));
+            }
+            if self.argon2_iterations < OWASP_ARGON2_ITERATIONS {
+                return Err(invalid(
+                    "ARGON2_ITERATIONS",
+                    format!("must be at least {OWASP_ARGON2_ITERATIONS} (OWASP minimum)"),
+                ));
+            }
+        }
+        if self.argon2_memory_kib > 4 * 1024 * 1024 {
+            return Err(invalid("ARGON2_MEMORY_KIB", "must be at most 4194304 (4 GiB)"));
+        }
+        if !(1..=16).contains(&self.argon2_parallelism) {
+            return Err(invalid("ARGON2_PARALLELISM", "must be between 1 and 16"));
+        }
+        if !(1..=16).contains(&self.argon2_iterations) {
+            return Err(invalid("ARGON2_ITERATIONS", "must be between 1 and 16"));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.body_limit) {
+            return Err(invalid("BODY_LIMIT", "must be between 1024 and 16777216 bytes"));
+        }
+        if self.db_max_connections == 0 {
+            return Err(invalid("DB_MAX_CONNECTIONS", "must be at least 1"));
+        }
+        if self.admin_username.is_some() != self.admin_password.is_some() {
+            return Err(ConfigError(
+                "invalid configuration: LATCHKEY_ADMIN_USERNAME and LATCHKEY_ADMIN_PASSWORD must be set together".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long before it signs anything a new key must be published: one
+    /// full JWKS cache lifetime, plus one reload interval for replicas that
+    /// have not seen the key yet, plus a little clock skew.
+    pub fn publish_lead(&self) -> Duration {
+        self.jwks_max_age + self.key_reload_interval + Duration::from_secs(5)
+    }
+
+    fn issuer_warning(&self) -> Option<String> {
+        match &self.issuer {
+            Some(i) if i.starts_with("http://") && !is_loopback_url(i) => Some(format!(
+                "LATCHKEY_ISSUER {i} is not https: tokens and cookies travel in clear text"
+            )),
+            None if self.listen.ip().is_unspecified() => Some(
+                "LATCHKEY_ISSUER is not set and LATCHKEY_LISTEN is a wildcard address: set LATCHKEY_ISSUER to the public URL".into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The issuer for a server bound to `bound`: the configured one, or
+    /// `http://` + the bound address.
+    pub fn issuer_for(&self, bound: SocketAddr) -> String {
+        self.issuer.clone().unwrap_or_else(|| format!("http://{bound}"))
+    }
+
+    /// Settings for tests: port 0, cheap argon2, short grace window, the given
+    /// database, no environment.
+    pub fn for_tests(database_url: &str, data_dir: &Path) -> Settings {
+        Settings {
+            database_url: DatabaseUrl::new(database_url),
+            data_dir: data_dir.to_path_buf(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            issuer: None,
+            audience: "latchkey".into(),
+            access_token_ttl: Duration::from_secs(900),
+            refresh_token_ttl: Duration::from_secs(2_592_000),
+            refresh_idle_timeout: Duration::from_secs(1_209_600),
+            refresh_grace_period: Duration::from_secs(5),
+            max_sessions_per_user: 20,
+            signing_alg: SigningAlg::Es256,
+            master_key: Some(SecretString::from(
+                "dGVzdC1tYXN0ZXIta2V5LW5vdC1mb3ItcHJvZHVjdGlvbiE".to_owned(),
+            )),
+            admin_username: None,
+            admin_password: None,
+            key_rotation_interval: Duration::from_secs(2_592_000),
+            jwks_max_age: Duration::from_secs(300),
+            key_reload_interval: Duration::from_secs(1),
+            password_hash_concurrency: 4,
+            password_hash_queue: 256,
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+            body_limit: 65_536,
+            trusted_proxies: Vec::new(),
+            log_format: LogFormat::Text,
+            db_max_connections: 10,
+            user_scopes: ScopeSet::from_stored("openid profile email tasks:read tasks:write"),
+            allow_registration: true,
+            allow_weak_password_hashing: true,
+        }
+    }
+}
+
+fn range(var: &str, value: Duration, min: u64, max: u64) -> Result<(), ConfigError> {
+    let secs = value.as_secs();
+    if secs < min || secs > max {
+        return Err(invalid(var, format!("must be between {min} and {max} seconds, got {secs}")));
+    }
+    Ok(())
+}
+
+/// RFC 8414 §2: an https URL (http allowed for development) with no query or fragment.
+fn validate_issuer(issuer: &str) -> Result<(), String> {
+    let rest = issuer
+        .strip_prefix("https://")
+        .or_else(|| issuer.strip_prefix("http://"))
+        .ok_or("must start with https:// (or http:// for development)")?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err("must include a host".into());
+    }
+    if issuer.contains(['?', '#']) {
+        return Err("must not contain a query or fragment (RFC 8414 §2)".into());
+    }
+    if issuer.contains(char::is_whitespace) {
+        return Err("must not contain spaces".into());
+    }
+    Ok(())
+}
+
+fn is_loopback_url(url: &str) -> bool {
+    let host = url.trim_start_matches("http://").split(['/', ':']).next().unwrap_or_default();
+    host == "localhost" || host.starts_with("127.") || url.starts_with("http://[::1]")
+}
+
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!("invalid configuration: LATCHKEY_CONFIG: cannot read {}: {e}", path.display()))
+    })
+}
+
+fn toml_to_text(key: &str, value: toml::Value) -> Result<String, ConfigError> {
+    Ok(match value {
+        toml::Value::String(s) => s,
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Array(items) => {
+            items.into_iter().map(|v| toml_to_text(key, v)).collect::<Result<Vec<_>, _>>()?.join(",")
+        }
+        other => {
+            return Err(ConfigError(format!("invalid configuration file: {key}: unsupported value {other}")));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn zero_configuration_gives_the_documented_defaults() {
+        let (s, report) = Settings::from_sources(None, &[]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.audience, "latchkey");
+        assert_eq!(s.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(s.refresh_token_ttl, Duration::from_secs(2_592_000));
+        assert_eq!(s.signing_alg, SigningAlg::Es256);
+        assert!(s.database_url.expose().starts_with("sqlite://"));
+        assert!(s.database_url.expose().contains("data"));
+        assert_eq!(s.issuer_for(s.listen), "http://127.0.0.1:8080");
+        assert!(report.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable_in_one_line() {
+        let err = Settings::from_sources(None, &env(&[("LATCHKEY_ACCESS_TOKEN_TTL", "soon")])).unwrap_err();
+        assert!(err.0.contains("LATCHKEY_ACCESS_TOKEN_TTL"), "{err}");
+        assert!(!err.0.contains('\n'));
+        let err = Settings::from_sources(None, &env(&[("LATCHKEY_SIGNING_ALG", "HS256")])).unwrap_err();
+        assert!(err.0.contains("LATCHKEY_SIGNING_ALG"), "{err}");
+        let err = Settings::from_sources(None, &env(&[("LATCHKEY_ARGON2_MEMORY_KIB", "1024")])).unwrap_err();
+        assert!(err.0.contains("OWASP"), "{err}");
+        let err =
+            Settings::from_sources(None, &env(&[("LATCHKEY_ISSUER", "https://x.test/?a=b")])).unwrap_err();
+        assert!(err.0.contains("LATCHKEY_ISSUER"), "{err}");
+    }
+
+    #[test]
+    fn numeric_looking_secrets_stay_strings() {
+        let (s, _) = Settings::from_sources(
+            None,
+            &env(&[("LATCHKEY_ADMIN_USERNAME", "1234"), ("LATCHKEY_ADMIN_PASSWORD", "12345678")]),
+        )
+        .unwrap();
+        assert_eq!(s.admin_username.as_deref(), Some("1234"));
+        assert_eq!(s.admin_password.unwrap().expose_secret(), "12345678");
+    }
+
+    #[test]
+    fn environment_overrides_file_and_unknown_names_warn() {
+        let file = "access_token_ttl = 600\naudience = \"from-file\"\nbogus = 1\n";
+        let (s, report) = Settings::from_sources(
+            Some(file),
+            &env(&[("LATCHKEY_ACCESS_TOKEN_TTL", "300"), ("LATCHKEY_TYPO", "x")]),
+        )
+        .unwrap();
+        assert_eq!(s.access_token_ttl, Duration::from_secs(300));
+        assert_eq!(s.audience, "from-file");
+        assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
+    }
+
+    #[test]
+    fn trusted_proxies_parse_addresses_and_cidrs() {
+        let (s, _) = Settings::from_sources(
+            None,
+            &env(&[("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1,::1")]),
+        )
+        .unwrap();
+        assert_eq!(s.trusted_proxies.len(), 3);
+    }
+
+    #[test]
+    fn database_url_debug_hides_the_password() {
+        let url = DatabaseUrl::new("postgres://app:s3cret@db.internal:5432/latchkey");
+        assert_eq!(format!("{url:?}"), "DatabaseUrl(postgres://app:***@db.internal:5432/latchkey)");
+        assert!(!url.to_string().contains("s3cret"));
+        let no_password = DatabaseUrl::new("postgres://app@db/x");
+        assert_eq!(no_password.redacted(), "postgres://app@db/x");
+        let sqlite = DatabaseUrl::new("sqlite://./data/latchkey.db?mode=rwc");
+        assert_eq!(sqlite.redacted(), "sqlite://./data/latchkey.db?mode=rwc");
+    }
+}

@@ -1,0 +1,12 @@
+//! sea-orm entities: one file per table, no logic.
+//!
+//! The concept modules (`users`, `refresh`, `keys`, ...) own every query and
+//! convert these rows into domain types, so columns such as `password_hash`
+//! never travel further than the repository that reads them.
+
+pub mod audit_events;
+pub mod clients;
+pub mod refresh_families;
+pub mod revocations;
+pub mod signing_keys;
+pub mod users;

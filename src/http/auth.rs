@@ -1,0 +1,249 @@
+//! `/auth/*`: latchkey's JSON API for first-party frontends.
+//!
+//! Same tokens, families and rules as the OAuth endpoints, in JSON: register,
+//! login, refresh (rotating), logout (ending the family) and the current user.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use uuid::Uuid;
+
+use super::Tag;
+use super::error::ApiError;
+use super::origin::ClientOrigin;
+use super::security::BearerAuth;
+use crate::authn::{self, FIRST_PARTY_CLIENT_ID, TokenGrant};
+use crate::passwords::Password;
+use crate::scope::ScopeSet;
+use crate::state::AppState;
+use crate::users::{self, Email, NewUser, User, Username};
+
+/// A user account. Never includes the password hash.
+#[derive(Object, Debug, Clone)]
+pub struct UserView {
+    pub id: Uuid,
+    /// The username as registered (NFKC-normalized).
+    pub username: String,
+    pub email: Option<String>,
+    pub roles: Vec<String>,
+    pub disabled: bool,
+    /// Banned now (a ban with an expiry lapses by itself).
+    pub banned: bool,
+    pub banned_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+impl UserView {
+    pub fn new(user: &User, now: DateTime<Utc>) -> Self {
+        UserView {
+            id: user.id,
+            username: user.username.clone(),
+            email: user.email.clone(),
+            roles: user.role_names(),
+            disabled: user.disabled,
+            banned: user.is_banned(now),
+            banned_until: user.ban.as_ref().and_then(|b| b.until),
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+            last_login_at: user.last_login_at,
+        }
+    }
+}
+
+/// Registration. Unknown fields (such as `roles`) are refused, not ignored.
+#[derive(Object, Debug)]
+#[oai(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// 2 to 64 letters, digits, marks, `.`, `_` or `-` of any script; unique
+    /// regardless of case and Unicode form.
+    #[oai(validator(max_length = 256))]
+    pub username: String,
+    /// 8 to 256 characters.
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+    #[oai(validator(max_length = 254))]
+    pub email: Option<String>,
+}
+
+#[derive(Object, Debug)]
+#[oai(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[oai(validator(max_length = 256))]
+    pub username: String,
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+    /// Space-separated scopes; defaults to every user scope except `openid`.
+    /// Include `openid` to also receive an `id_token`.
+    #[oai(validator(max_length = 2048))]
+    pub scope: Option<String>,
+}
+
+#[derive(Object, Debug)]
+#[oai(deny_unknown_fields)]
+pub struct RefreshTokenRequest {
+    #[oai(validator(max_length = 256))]
+    pub refresh_token: String,
+}
+
+/// A token response (RFC 6749 §5.1).
+#[derive(Object, Debug, Clone)]
+pub struct TokenResponse {
+    /// An RFC 9068 JWT access token (`typ: at+jwt`); verify it with the JWKS.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Lifetime of the access token in seconds.
+    pub expires_in: u64,
+    /// Present your refresh token once; each refresh returns a new one.
+    pub refresh_token: Option<String>,
+    pub scope: String,
+    /// An OpenID Connect ID token, when the scope includes `openid`.
+    pub id_token: Option<String>,
+}
+
+impl From<TokenGrant> for TokenResponse {
+    fn from(g: TokenGrant) -> Self {
+        TokenResponse {
+            access_token: g.access_token,
+            token_type: "Bearer".into(),
+            expires_in: g.expires_in,
+            refresh_token: g.refresh_token,
+            scope: g.scope,
+            id_token: g.id_token,
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum Registered {
+    /// The account was created.
+    #[oai(status = 201)]
+    Created(Json<UserView>),
+}
+
+#[derive(ApiResponse)]
+pub enum Tokens {
+    #[oai(status = 200)]
+    Ok(Json<TokenResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum LoggedOut {
+    /// The session is over (also when the token was unknown or already ended).
+    #[oai(status = 204)]
+    NoContent,
+}
+
+#[derive(ApiResponse)]
+pub enum Me {
+    #[oai(status = 200)]
+    Ok(Json<UserView>),
+}
+
+pub struct AuthApi;
+
+/// The scope of a password login: what was asked, within the user scopes.
+fn login_scope(state: &AppState, requested: Option<&str>) -> Result<ScopeSet, ApiError> {
+    let allowed = &state.settings.user_scopes;
+    match requested {
+        None => Ok(allowed.without("openid")),
+        Some(text) => {
+            let scope = ScopeSet::parse(text).map_err(ApiError::validation)?;
+            if scope.is_subset(allowed) {
+                Ok(scope)
+            } else {
+                Err(ApiError::bad_request("invalid_scope", format!("allowed scopes are: {allowed}")))
+            }
+        }
+    }
+}
+
+#[OpenApi(prefix_path = "/auth", tag = "Tag::Auth")]
+impl AuthApi {
+    /// Create an account.
+    #[oai(path = "/register", method = "post", operation_id = "register")]
+    async fn register(
+        &self,
+        state: Data<&AppState>,
+        body: Json<RegisterRequest>,
+    ) -> Result<Registered, ApiError> {
+        if !state.settings.allow_registration {
+            return Err(ApiError::forbidden("registration_closed", "self-service registration is disabled"));
+        }
+        let req = body.0;
+        let new = NewUser {
+            username: Username::parse(&req.username).map_err(ApiError::validation)?,
+            email: req.email.as_deref().map(Email::parse).transpose().map_err(ApiError::validation)?,
+            password: Password::new(&req.password).map_err(ApiError::validation)?,
+            roles: Vec::new(),
+        };
+        let now = state.now();
+        let user = users::register(&state.db, &state.hasher, now, new).await?;
+        crate::audit::record(
+            &state.db,
+            now,
+            &crate::refresh::Origin::default(),
+            crate::audit::Event::new(crate::audit::EventKind::UserRegistered).subject(user.id),
+        )
+        .await;
+        Ok(Registered::Created(Json(UserView::new(&user, now))))
+    }
+
+    /// Log in with a username and password.
+    ///
+    /// Starts a new session (refresh family). Unknown user and wrong password
+    /// give the same answer in the same time.
+    #[oai(path = "/login", method = "post", operation_id = "login")]
+    async fn login(
+        &self,
+        state: Data<&AppState>,
+        origin: ClientOrigin,
+        body: Json<LoginRequest>,
+    ) -> Result<Tokens, ApiError> {
+        let req = body.0;
+        let password = Password::presented(&req.password).map_err(ApiError::validation)?;
+        let scope = login_scope(&state, req.scope.as_deref())?;
+        let (_, grant) =
+            authn::login(&state, &origin.0, FIRST_PARTY_CLIENT_ID, &req.username, &password, scope).await?;
+        Ok(Tokens::Ok(Json(grant.into())))
+    }
+
+    /// Exchange a refresh token for new tokens.
+    ///
+    /// The refresh token rotates: use the returned one next time. Presenting
+    /// the previous one again within a few seconds returns the same tokens
+    /// (two tabs refreshing at once); presenting an older one ends the session.
+    #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
+    async fn refresh(
+        &self,
+        state: Data<&AppState>,
+        origin: ClientOrigin,
+        body: Json<RefreshTokenRequest>,
+    ) -> Result<Tokens, ApiError> {
+        let grant =
+            authn::refresh(&state, &origin.0, FIRST_PARTY_CLIENT_ID, &body.0.refresh_token, None).await?;
+        Ok(Tokens::Ok(Json(grant.into())))
+    }
+
+    /// End the session a refresh token belongs to.
+    #[oai(path = "/logout", method = "post", operation_id = "logout")]
+    async fn logout(
+        &self,
+        state: Data<&AppState>,
+        origin: ClientOrigin,
+        body: Json<RefreshTokenRequest>,
+    ) -> Result<LoggedOut, ApiError> {
+        authn::logout(&state, &origin.0, FIRST_PARTY_CLIENT_ID, &body.0.refresh_token).await?;
+        Ok(LoggedOut::NoContent)
+    }
+
+    /// The user the bearer token belongs to.
+    #[oai(path = "/me", method = "get", operation_id = "getMe")]
+    async fn me(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<Me, ApiError> {
+        let user = auth.user()?;
+        Ok(Me::Ok(Json(UserView::new(user, state.now()))))
+    }
+}

@@ -1,0 +1,74 @@
+//! Cross-cutting request handling: body limit, default headers, access log.
+
+use poem::http::{HeaderValue, Method, header};
+use poem::{Body, Endpoint, IntoResponse, Request, Response};
+
+use super::error::ErrorBody;
+
+/// Refuse bodies over `limit` bytes with 413, whether or not the client
+/// declared a `Content-Length`: a chunked body is read up to the limit and no
+/// further, so memory stays bounded.
+pub async fn limit_body<E: Endpoint>(next: E, mut req: Request, limit: usize) -> poem::Result<Response> {
+    let too_large = || {
+        let mut resp = poem_openapi::payload::Json(ErrorBody::new(
+            "payload_too_large",
+            format!("the request body exceeds {limit} bytes"),
+        ))
+        .into_response();
+        resp.set_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE);
+        resp
+    };
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.call(req).await.map(IntoResponse::into_response);
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Ok(too_large());
+    }
+    let body = req.take_body();
+    match body.into_bytes_limit(limit).await {
+        Ok(bytes) => {
+            req.set_body(Body::from_bytes(bytes));
+            next.call(req).await.map(IntoResponse::into_response)
+        }
+        Err(poem::error::ReadBodyError::PayloadTooLarge) => Ok(too_large()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Defaults for an identity provider: responses are not cached unless an
+/// endpoint says so (RFC 6749 §5.1 requires `no-store` on token responses),
+/// and browsers must not sniff content types or frame pages.
+pub async fn default_headers<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let mut resp = next.call(req).await?.into_response();
+    let headers = resp.headers_mut();
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    Ok(resp)
+}
+
+/// One log line per request: method, path (never the query, which may hold
+/// codes), status, latency.
+pub async fn access_log<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let resp = next.call(req).await?.into_response();
+    let status = resp.status().as_u16();
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, micros, "request");
+    } else {
+        tracing::info!(%method, %path, status, micros, "request");
+    }
+    Ok(resp)
+}

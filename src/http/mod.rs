@@ -1,0 +1,71 @@
+//! The HTTP edge: routes, the OpenAPI document, middleware.
+//!
+//! Handlers translate: extract, call one service, map the result. Each API
+//! group is a unit struct, so [`openapi_service`] builds the whole document
+//! without a database (`latchkey openapi`, the freshness test).
+
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod middleware;
+pub mod origin;
+pub mod payload;
+pub mod security;
+pub mod well_known;
+
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::state::AppState;
+
+#[derive(Tags)]
+pub enum Tag {
+    /// Discovery and public keys: everything relying services need.
+    Discovery,
+    /// latchkey's JSON API for first-party apps.
+    Auth,
+    /// Liveness, readiness and metrics.
+    Operations,
+}
+
+type Apis = (well_known::WellKnownApi, auth::AuthApi, health::HealthApi);
+
+/// The OpenAPI service. The document has no `servers` entry, so it is the
+/// same for every deployment and can be committed.
+pub fn openapi_service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (well_known::WellKnownApi, auth::AuthApi, health::HealthApi),
+        "latchkey",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "latchkey is a standalone identity provider. It signs RFC 9068 JWT access tokens with \
+         asymmetric keys published at /.well-known/jwks.json, so services verify tokens offline. \
+         Errors always have the `ErrorBody` shape.",
+    )
+    .license("Apache-2.0")
+}
+
+/// The OpenAPI document as pretty JSON, with a trailing newline.
+pub fn spec_json() -> String {
+    let mut spec = openapi_service().spec();
+    spec.push('\n');
+    spec
+}
+
+/// Every route, with middleware, ready to serve.
+pub fn routes(state: AppState) -> impl Endpoint {
+    let api = openapi_service();
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    let body_limit = state.settings.body_limit;
+    Route::new()
+        .nest("/", api)
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .around(error::normalize_errors)
+        .around(move |ep, req| middleware::limit_body(ep, req, body_limit))
+        .around(middleware::default_headers)
+        .around(middleware::access_log)
+        .data(state)
+}

@@ -1,0 +1,54 @@
+//! latchkey: a standalone identity provider.
+//!
+//! It signs short-lived JWT access tokens with asymmetric keys and publishes
+//! the public keys as a JWKS, so downstream services verify tokens offline.
+//! What cannot be offline (users, refresh-token families, clients, keys,
+//! bans, revocations) lives in PostgreSQL or SQLite.
+//!
+//! Read top-down: the edge calls concepts, concepts call storage.
+
+// ---- edge ----
+/// Command line: `serve`, `migrate`, `openapi`, `users`, `keys`.
+pub mod cli;
+/// Settings from `LATCHKEY_*` variables and an optional TOML file.
+pub mod config;
+/// Routes, OpenAPI document, error mapping, middleware.
+pub mod http;
+/// Build the application, bind, serve, shut down gracefully.
+pub mod startup;
+/// Shared request state.
+pub mod state;
+/// Logging setup and `spawn_blocking` with span propagation.
+pub mod telemetry;
+
+// ---- domain ----
+/// Security event log.
+pub mod audit;
+/// Login, refresh, logout and bearer authentication flows.
+pub mod authn;
+/// Signing keys: lifecycle, rotation, sealing, JWKS.
+pub mod keys;
+/// argon2id hashing behind a bounded semaphore.
+pub mod passwords;
+/// Refresh-token families: rotation, reuse detection, grace window.
+pub mod refresh;
+/// The deny list of revoked tokens and subjects.
+pub mod revocation;
+/// OAuth scope sets.
+pub mod scope;
+/// JWT access and ID tokens: issue and verify.
+pub mod tokens;
+/// Accounts, usernames, roles.
+pub mod users;
+
+// ---- foundations ----
+/// Time as a parameter.
+pub mod clock;
+/// Random bytes, hashes, MACs, constant-time comparison.
+pub mod crypto;
+/// Shared error types.
+pub mod error;
+
+// ---- storage ----
+/// sea-orm entities, one per table.
+pub mod entities;

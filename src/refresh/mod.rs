@@ -1,0 +1,301 @@
+//! Refresh-token families: rotation, reuse detection, the grace window.
+//!
+//! RFC 9700 §4.14.2 asks an authorization server to rotate refresh tokens and
+//! to revoke the whole grant when an old one is replayed. latchkey does so
+//! with one row per family and a counter (see [`token`] for the format):
+//!
+//! | presented counter `c`, family at `n`          | outcome                        |
+//! |-----------------------------------------------|--------------------------------|
+//! | MAC invalid, family unknown, `c > n`          | refused, nothing changes       |
+//! | family revoked / past lifetime / idle too long | refused, nothing changes       |
+//! | `c = n`, conditional update wins              | rotated: token for `n + 1`     |
+//! | `c = n − 1`, rotated less than grace ago      | the same current token again   |
+//! | anything older, or `n − 1` after the grace    | reuse: the family is revoked   |
+//!
+//! The grace row is what keeps two tabs (or a retried request) from logging
+//! the user out: both present `n`; one rotates, the other loses the update,
+//! re-reads, finds itself at `n − 1` within the window and receives the very
+//! token the winner got.
+
+pub mod repo;
+pub mod token;
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::ConnectionTrait;
+use uuid::Uuid;
+
+use crate::clock::delta;
+use crate::config::Settings;
+use crate::entities::refresh_families;
+use crate::error::Internal;
+pub use token::{RefreshToken, RefreshTokenCodec};
+
+/// Why a family was ended, as stored and audited.
+pub mod reason {
+    pub const LOGOUT: &str = "logout";
+    pub const REUSE_DETECTED: &str = "reuse_detected";
+    pub const SESSION_LIMIT: &str = "session_limit";
+    pub const ACCOUNT_UNAVAILABLE: &str = "account_unavailable";
+    pub const REVOKED: &str = "revoked";
+}
+
+/// Lifetimes and limits of families.
+#[derive(Clone, Debug)]
+pub struct FamilyPolicy {
+    pub lifetime: TimeDelta,
+    pub idle_timeout: TimeDelta,
+    pub grace: TimeDelta,
+    pub max_per_user: u32,
+}
+
+impl FamilyPolicy {
+    pub fn from_settings(s: &Settings) -> Self {
+        FamilyPolicy {
+            lifetime: delta(s.refresh_token_ttl),
+            idle_timeout: delta(s.refresh_idle_timeout),
+            grace: delta(s.refresh_grace_period),
+            max_per_user: s.max_sessions_per_user,
+        }
+    }
+}
+
+/// A refresh family (a "session" to users).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Family {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub client_id: String,
+    pub scope: String,
+    pub counter: i64,
+    pub auth_time: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub last_rotated_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_reason: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl From<refresh_families::Model> for Family {
+    fn from(m: refresh_families::Model) -> Self {
+        Family {
+            id: m.id,
+            user_id: m.user_id,
+            client_id: m.client_id,
+            scope: m.scope,
+            counter: m.counter,
+            auth_time: m.auth_time,
+            created_at: m.created_at,
+            last_used_at: m.last_used_at,
+            last_rotated_at: m.last_rotated_at,
+            expires_at: m.expires_at,
+            revoked_at: m.revoked_at,
+            revoked_reason: m.revoked_reason,
+            ip: m.ip,
+            user_agent: m.user_agent,
+        }
+    }
+}
+
+impl Family {
+    /// Live at `now` under `policy`: not revoked, within its lifetime, not idle too long.
+    pub fn is_live(&self, policy: &FamilyPolicy, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now && self.last_used_at + policy.idle_timeout > now
+    }
+}
+
+/// Where a family was started from.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+/// What starts a family.
+#[derive(Clone, Debug)]
+pub struct NewFamily {
+    pub user_id: Uuid,
+    pub client_id: String,
+    pub scope: String,
+    pub auth_time: DateTime<Utc>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// Not a token of ours, not this client's, or from a future counter.
+    #[error("the refresh token is invalid")]
+    Invalid,
+    #[error("the refresh token has been revoked")]
+    Revoked,
+    #[error("the refresh token has expired")]
+    Expired,
+    /// An old token was replayed: the family has just been revoked.
+    #[error("the refresh token was already used; the session has been ended")]
+    Reused { family_id: Uuid, user_id: Uuid },
+    #[error(transparent)]
+    Internal(#[from] Internal),
+}
+
+/// How a refresh succeeded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// This call advanced the family.
+    Rotated,
+    /// A concurrent or retried call had already advanced it; same token returned.
+    GraceReplay,
+}
+
+/// The family after a refresh, with its current token.
+#[derive(Clone, Debug)]
+pub struct Refreshed {
+    pub family: Family,
+    pub token: String,
+    pub rotation: Rotation,
+}
+
+/// The 16-byte form of an address (IPv4 mapped into IPv6), so one index
+/// serves CIDR range filters for both families.
+pub fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+/// User agents are stored for display; keep them short and printable.
+fn clean_user_agent(ua: Option<&str>) -> Option<String> {
+    let cleaned: String = ua?.chars().filter(|c| !c.is_control()).take(512).collect();
+    (!cleaned.is_empty()).then_some(cleaned)
+}
+
+/// Start a family and return it with its first token. Ends the user's
+/// oldest live families beyond the per-user cap.
+#[tracing::instrument(skip_all, fields(user_id = %new.user_id))]
+pub async fn start(
+    db: &impl ConnectionTrait,
+    policy: &FamilyPolicy,
+    codec: &RefreshTokenCodec,
+    now: DateTime<Utc>,
+    new: NewFamily,
+) -> Result<(Family, String, u64), Internal> {
+    let row = refresh_families::Model {
+        id: Uuid::now_v7(),
+        user_id: new.user_id,
+        client_id: new.client_id,
+        scope: new.scope,
+        counter: 0,
+        auth_time: new.auth_time,
+        created_at: now,
+        last_used_at: now,
+        last_rotated_at: now,
+        expires_at: now + policy.lifetime,
+        revoked_at: None,
+        revoked_reason: None,
+        ip: new.origin.ip.map(|ip| ip.to_string()),
+        ip_bin: new.origin.ip.map(ip_bytes),
+        user_agent: clean_user_agent(new.origin.user_agent.as_deref()),
+    };
+    let family: Family = repo::insert(db, row).await?.into();
+    let overflow =
+        repo::overflow_for_user(db, family.user_id, policy.max_per_user as usize, now, policy.idle_timeout)
+            .await?;
+    let ended = repo::revoke_many(db, overflow, now, reason::SESSION_LIMIT).await?;
+    if ended > 0 {
+        tracing::info!(ended, "oldest sessions ended by the per-user cap");
+    }
+    let token = codec.encode(family.id, family.counter);
+    tracing::info!(family_id = %family.id, "refresh family started");
+    Ok((family, token, ended))
+}
+
+/// Refresh with `presented`. `client_id` is the client the caller
+/// authenticated as: a family is only usable by the client it was issued to.
+#[tracing::instrument(skip_all, fields(family_id))]
+pub async fn refresh(
+    db: &impl ConnectionTrait,
+    policy: &FamilyPolicy,
+    codec: &RefreshTokenCodec,
+    now: DateTime<Utc>,
+    presented: &str,
+    client_id: &str,
+) -> Result<Refreshed, RefreshError> {
+    let RefreshToken { family_id, counter } = codec.decode(presented).ok_or(RefreshError::Invalid)?;
+    tracing::Span::current().record("family_id", tracing::field::display(family_id));
+    let mut family: Family = repo::by_id(db, family_id).await?.ok_or(RefreshError::Invalid)?.into();
+    if family.client_id != client_id {
+        return Err(RefreshError::Invalid);
+    }
+    check_usable(&family, policy, now)?;
+    if counter > family.counter {
+        // Only this server can mint a MAC, so this is a restored backup or a bug: refuse, change nothing.
+        tracing::warn!(%family_id, "refresh token from a future counter refused");
+        return Err(RefreshError::Invalid);
+    }
+    if counter == family.counter {
+        if repo::advance(db, family_id, counter, now).await? {
+            family.counter += 1;
+            family.last_rotated_at = now;
+            family.last_used_at = now;
+            let token = codec.encode(family_id, family.counter);
+            return Ok(Refreshed { family, token, rotation: Rotation::Rotated });
+        }
+        // Lost the race (or the family was revoked meanwhile): look again.
+        family = repo::by_id(db, family_id).await?.ok_or(RefreshError::Invalid)?.into();
+        check_usable(&family, policy, now)?;
+    }
+    if counter + 1 == family.counter && now - family.last_rotated_at <= policy.grace {
+        let token = codec.encode(family_id, family.counter);
+        return Ok(Refreshed { family, token, rotation: Rotation::GraceReplay });
+    }
+    repo::revoke(db, family_id, now, reason::REUSE_DETECTED).await?;
+    tracing::warn!(%family_id, user_id = %family.user_id, presented = counter, current = family.counter, "refresh token reuse detected; family revoked");
+    Err(RefreshError::Reused { family_id, user_id: family.user_id })
+}
+
+fn check_usable(family: &Family, policy: &FamilyPolicy, now: DateTime<Utc>) -> Result<(), RefreshError> {
+    if family.revoked_at.is_some() {
+        return Err(RefreshError::Revoked);
+    }
+    if family.expires_at <= now || family.last_used_at + policy.idle_timeout <= now {
+        return Err(RefreshError::Expired);
+    }
+    Ok(())
+}
+
+/// End the family `presented` belongs to (logout). Any authentic token of the
+/// family works, even an old one: ending a session only takes access away.
+/// Returns the family if this call ended it.
+pub async fn end(
+    db: &impl ConnectionTrait,
+    codec: &RefreshTokenCodec,
+    now: DateTime<Utc>,
+    presented: &str,
+    client_id: &str,
+) -> Result<Option<Family>, Internal> {
+    let Some(RefreshToken { family_id, .. }) = codec.decode(presented) else {
+        return Ok(None);
+    };
+    let Some(family) = repo::by_id(db, family_id).await? else {
+        return Ok(None);
+    };
+    if family.client_id != client_id {
+        return Ok(None);
+    }
+    let ended = repo::revoke(db, family_id, now, reason::LOGOUT).await?;
+    Ok(ended.then(|| family.into()))
+}
+
+/// End one family by id (account unavailable, admin action).
+pub async fn revoke(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    now: DateTime<Utc>,
+    why: &str,
+) -> Result<bool, Internal> {
+    repo::revoke(db, id, now, why).await
+}

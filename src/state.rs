@@ -1,0 +1,52 @@
+//! Application state: everything a request needs, cheap to clone.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::keys::KeyRing;
+use crate::keys::master::MasterKey;
+use crate::passwords::PasswordHasher;
+use crate::refresh::{FamilyPolicy, RefreshTokenCodec};
+use crate::tokens::TokenSettings;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub db: DatabaseConnection,
+    pub settings: Settings,
+    pub clock: Arc<dyn Clock>,
+    pub hasher: PasswordHasher,
+    pub keyring: Arc<KeyRing>,
+    pub master: Arc<MasterKey>,
+    pub refresh_codec: RefreshTokenCodec,
+    pub families: FamilyPolicy,
+    /// Issuer, audience and lifetimes of tokens; the issuer is final here
+    /// (resolved from the bound address when not configured).
+    pub tokens: TokenSettings,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        AppState(Arc::new(inner))
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0.clock.now()
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.0.tokens.issuer
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

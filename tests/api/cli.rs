@@ -1,0 +1,89 @@
+//! The command line, run as a separate process.
+
+use serde_json::Value;
+
+use crate::db_test;
+use crate::helpers::{TestApp, run_cli};
+
+db_test!(async fn users_create_reads_the_password_from_stdin_and_grants_roles(backend) {
+    let app = TestApp::spawn(backend).await;
+    let out = app.cli(&["users", "create", "--username", "root", "--role", "admin", "--email", "root@example.com"], Some("a long admin password\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created user root"));
+
+    let tokens = app.tokens("root", "a long admin password").await;
+    let me: Value = app.get_with_token("/auth/me", tokens["access_token"].as_str().unwrap()).await.json().await.unwrap();
+    assert_eq!(me["roles"], serde_json::json!(["admin"]));
+    assert_eq!(me["email"], "root@example.com");
+
+    // The same name again is refused, in one line.
+    let again = app.cli(&["users", "create", "--username", "ROOT"], Some("another password\n"));
+    assert!(!again.status.success());
+    assert_eq!(String::from_utf8_lossy(&again.stderr).trim().lines().count(), 1);
+});
+
+#[test]
+fn the_password_is_never_taken_from_argv() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("x.db").display());
+    let out = run_cli(
+        &url,
+        dir.path().to_path_buf(),
+        &["users", "create", "--username", "x", "--password", "secret123"],
+        None,
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--password"));
+}
+
+#[test]
+fn a_bad_setting_is_a_one_line_error_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("x.db").display());
+    let out =
+        run_cli(&url, dir.path().to_path_buf(), &["migrate"], None, &[("LATCHKEY_ACCESS_TOKEN_TTL", "soon")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("LATCHKEY_ACCESS_TOKEN_TTL"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_database_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(
+        "postgres://nobody:hunter2@127.0.0.1:1/none",
+        dir.path().to_path_buf(),
+        &["migrate"],
+        None,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to the database postgres://nobody:***@127.0.0.1:1/none"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "the password is not printed");
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn openapi_prints_the_document_without_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli("postgres://nowhere:1/x", dir.path().to_path_buf(), &["openapi"], None, &[]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), latchkey::http::spec_json());
+}
+
+#[test]
+fn migrate_creates_a_fresh_sqlite_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/latchkey.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let out = run_cli(&url, dir.path().to_path_buf(), &["migrate"], None, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(path.exists());
+}

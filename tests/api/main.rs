@@ -1,0 +1,19 @@
+//! latchkey's integration tests: one binary, every test through the public
+//! interface (HTTP or the CLI), each on its own database, on SQLite and — when
+//! `LATCHKEY_TEST_DATABASE_URL` is set — PostgreSQL.
+
+// A test binary: panicking on a broken expectation is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod helpers;
+mod jwt;
+
+mod cli;
+mod errors;
+mod health;
+mod keys;
+mod openapi;
+mod refresh;
+mod register_login;
+mod restart;
+mod token_attacks;
