@@ -67,11 +67,12 @@ pub async fn check_password(
     username_input: &str,
     password: &Password,
 ) -> Result<User, LoginError> {
-    let key = username::comparison_key(username_input);
-    let row = if key.is_empty() || key.len() > 4 * username::MAX_LEN * 4 {
+    // No stored username is longer than MAX_LEN characters: skip the lookup
+    // (never the hash) for anything longer.
+    let row = if username_input.is_empty() || username_input.chars().count() > username::MAX_LEN * 4 {
         None
     } else {
-        users::repo::by_username_key(&state.db, &key).await?
+        users::repo::by_username_key(&state.db, &username::comparison_key(username_input)).await?
     };
     let verification = state.hasher.verify(password, row.as_ref().map(|r| r.password_hash.as_str())).await?;
     let now = state.now();

@@ -4,6 +4,8 @@
 //! with `skip_all` and name the fields they log (user id, family id, kid),
 //! never passwords, tokens or secrets.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::LogFormat;
@@ -20,7 +22,9 @@ pub fn init(format: LogFormat) {
     // A second init (tests) is harmless, so the error is ignored on purpose.
     let _ = match format {
         LogFormat::Json => registry.with(fmt::layer().json().with_current_span(false)).try_init(),
-        LogFormat::Text => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init(),
+        LogFormat::Text => registry
+            .with(fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()))
+            .try_init(),
     };
 }
 

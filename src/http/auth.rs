@@ -168,6 +168,7 @@ impl AuthApi {
     async fn register(
         &self,
         state: Data<&AppState>,
+        origin: ClientOrigin,
         body: Json<RegisterRequest>,
     ) -> Result<Registered, ApiError> {
         if !state.settings.allow_registration {
@@ -185,7 +186,7 @@ impl AuthApi {
         crate::audit::record(
             &state.db,
             now,
-            &crate::refresh::Origin::default(),
+            &origin.0,
             crate::audit::Event::new(crate::audit::EventKind::UserRegistered).subject(user.id),
         )
         .await;

@@ -126,3 +126,16 @@ db_test!(async fn passwords_are_argon2id_phc_strings(backend) {
     assert!(row.password_hash.starts_with("$argon2id$v=19$"), "{}", row.password_hash);
     assert!(!row.password_hash.contains("correct horse"));
 });
+
+db_test!(async fn the_configured_admin_is_created_at_start(backend) {
+    let app = TestApp::builder(backend)
+        .configure(|s| {
+            s.admin_username = Some("admin".into());
+            s.admin_password = Some(secrecy::SecretString::from("bootstrap password".to_owned()));
+        })
+        .spawn()
+        .await;
+    let tokens = app.tokens("admin", "bootstrap password").await;
+    let claims = jwt::claims(tokens["access_token"].as_str().unwrap());
+    assert_eq!(claims["roles"], json!(["admin"]));
+});
