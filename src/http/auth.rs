@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
@@ -21,6 +22,7 @@ use crate::users::{self, Email, NewUser, User, Username};
 
 /// A user account. Never includes the password hash.
 #[derive(Object, Debug, Clone)]
+#[oai(example)]
 pub struct UserView {
     pub id: Uuid,
     /// The username as registered (NFKC-normalized).
@@ -55,7 +57,7 @@ impl UserView {
 
 /// Registration. Unknown fields (such as `roles`) are refused, not ignored.
 #[derive(Object, Debug)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct RegisterRequest {
     /// 2 to 64 letters, digits, marks, `.`, `_` or `-` of any script; unique
     /// regardless of case and Unicode form.
@@ -69,7 +71,7 @@ pub struct RegisterRequest {
 }
 
 #[derive(Object, Debug)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct LoginRequest {
     #[oai(validator(max_length = 256))]
     pub username: String,
@@ -90,6 +92,7 @@ pub struct RefreshTokenRequest {
 
 /// A token response (RFC 6749 §5.1).
 #[derive(Object, Debug, Clone)]
+#[oai(example)]
 pub struct TokenResponse {
     /// An RFC 9068 JWT access token (`typ: at+jwt`); verify it with the JWKS.
     pub access_token: String,
@@ -113,6 +116,53 @@ impl From<TokenGrant> for TokenResponse {
             refresh_token: g.refresh_token,
             scope: g.scope,
             id_token: g.id_token,
+        }
+    }
+}
+
+impl Example for UserView {
+    fn example() -> Self {
+        let at = DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default();
+        UserView {
+            id: Uuid::from_u128(0x0193_8f6e_7c3a_7d2e_9a41_5b6c_7d8e_9f01),
+            username: "alice".into(),
+            email: Some("alice@example.com".into()),
+            roles: vec![],
+            disabled: false,
+            banned: false,
+            banned_until: None,
+            created_at: at,
+            updated_at: at,
+            last_login_at: Some(at),
+        }
+    }
+}
+
+impl Example for RegisterRequest {
+    fn example() -> Self {
+        RegisterRequest {
+            username: "alice".into(),
+            password: "correct horse battery staple".into(),
+            email: Some("alice@example.com".into()),
+        }
+    }
+}
+
+impl Example for LoginRequest {
+    fn example() -> Self {
+        LoginRequest { username: "alice".into(), password: "correct horse battery staple".into(), scope: None }
+    }
+}
+
+impl Example for TokenResponse {
+    fn example() -> Self {
+        TokenResponse {
+            access_token: "eyJ0eXAiOiJhdCtqd3QiLCJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiJ9.eyJpc3MiOiIuLi4ifQ.c2ln".into(),
+            token_type: "Bearer".into(),
+            expires_in: 900,
+            refresh_token: Some("AQGTj25_OnfS6aQVtsfY7p8AAAAAAAAAAGq9cK0SahdL0Z4yqg3f5vVtbG8UUu2xvCG6VsRBL4XT".into()),
+            scope: "email profile".into(),
+            id_token: None,
         }
     }
 }
