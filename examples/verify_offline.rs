@@ -36,10 +36,11 @@ fn verify(token: &str, issuer: &str, jwks: &JwkSet) -> Result<Value, String> {
         return Err(format!("not an access token (typ {typ:?})"));
     }
     let kid = header.claim("kid").and_then(Value::as_str).ok_or("no kid")?;
-    let jwk = jwks.get(kid).into_iter().next().ok_or("unknown kid: refetch the JWKS (at most once per minute)")?;
+    let jwk =
+        jwks.get(kid).into_iter().next().ok_or("unknown kid: refetch the JWKS (at most once per minute)")?;
     let verifier = verifier_for(jwk)?;
-    let (payload, _) =
-        josekit::jwt::decode_with_verifier(token, verifier.as_ref()).map_err(|e| format!("bad signature: {e}"))?;
+    let (payload, _) = josekit::jwt::decode_with_verifier(token, verifier.as_ref())
+        .map_err(|e| format!("bad signature: {e}"))?;
     if payload.issuer() != Some(issuer) {
         return Err("wrong issuer".into());
     }
@@ -65,8 +66,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(2);
     };
     let issuer = issuer.trim_end_matches('/').to_owned();
-    let discovery: Value =
-        reqwest::get(format!("{issuer}/.well-known/openid-configuration")).await?.error_for_status()?.json().await?;
+    let discovery: Value = reqwest::get(format!("{issuer}/.well-known/openid-configuration"))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     let jwks_uri = discovery["jwks_uri"].as_str().ok_or("discovery has no jwks_uri")?;
     let jwks_text = reqwest::get(jwks_uri).await?.error_for_status()?.text().await?;
     let jwks = JwkSet::from_bytes(jwks_text.as_bytes())?;

@@ -150,17 +150,24 @@ impl Example for RegisterRequest {
 
 impl Example for LoginRequest {
     fn example() -> Self {
-        LoginRequest { username: "alice".into(), password: "correct horse battery staple".into(), scope: None }
+        LoginRequest {
+            username: "alice".into(),
+            password: "correct horse battery staple".into(),
+            scope: None,
+        }
     }
 }
 
 impl Example for TokenResponse {
     fn example() -> Self {
         TokenResponse {
-            access_token: "eyJ0eXAiOiJhdCtqd3QiLCJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiJ9.eyJpc3MiOiIuLi4ifQ.c2ln".into(),
+            access_token: "eyJ0eXAiOiJhdCtqd3QiLCJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiJ9.eyJpc3MiOiIuLi4ifQ.c2ln"
+                .into(),
             token_type: "Bearer".into(),
             expires_in: 900,
-            refresh_token: Some("AQGTj25_OnfS6aQVtsfY7p8AAAAAAAAAAGq9cK0SahdL0Z4yqg3f5vVtbG8UUu2xvCG6VsRBL4XT".into()),
+            refresh_token: Some(
+                "AQGTj25_OnfS6aQVtsfY7p8AAAAAAAAAAGq9cK0SahdL0Z4yqg3f5vVtbG8UUu2xvCG6VsRBL4XT".into(),
+            ),
             scope: "email profile".into(),
             id_token: None,
         }

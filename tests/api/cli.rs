@@ -121,7 +121,8 @@ fn zero_configuration_serves_and_stops_cleanly_on_sigterm() {
     assert!(log.contains("generated a new master key"), "{log}");
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let status = rt.block_on(async { reqwest::get(format!("http://{address}/readyz")).await.unwrap().status() });
+    let status =
+        rt.block_on(async { reqwest::get(format!("http://{address}/readyz")).await.unwrap().status() });
     assert_eq!(status, 200);
     assert!(dir.path().join("data/latchkey.db").exists());
     #[cfg(unix)]
