@@ -47,6 +47,8 @@ fn verify(token: &str, issuer: &str, jwks: &JwkSet) -> Result<Value, String> {
     if !payload.audience().unwrap_or_default().contains(&AUDIENCE) {
         return Err("wrong audience".into());
     }
+    // A relying service has no latchkey Clock: the wall clock is right here.
+    #[allow(clippy::disallowed_methods)]
     let now = SystemTime::now();
     let exp = payload.expires_at().ok_or("no exp")?;
     if exp + LEEWAY <= now {
@@ -71,13 +73,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .error_for_status()?
         .json()
         .await?;
-    let jwks_uri = discovery["jwks_uri"].as_str().ok_or("discovery has no jwks_uri")?;
+    let jwks_uri = discovery.get("jwks_uri").and_then(Value::as_str).ok_or("discovery has no jwks_uri")?;
     let jwks_text = reqwest::get(jwks_uri).await?.error_for_status()?.text().await?;
     let jwks = JwkSet::from_bytes(jwks_text.as_bytes())?;
 
     match verify(&token, &issuer, &jwks) {
         Ok(claims) => {
-            println!("valid token for subject {}", claims["sub"]);
+            println!("valid token for subject {}", claims.get("sub").unwrap_or(&Value::Null));
             println!("{}", serde_json::to_string_pretty(&claims)?);
             Ok(())
         }
