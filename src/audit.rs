@@ -22,6 +22,10 @@ pub enum EventKind {
     Logout,
     RefreshReuseDetected,
     FamilyRevoked,
+    ClientCreated,
+    ClientUpdated,
+    ClientDeleted,
+    ClientSecretRotated,
 }
 
 impl EventKind {
@@ -33,6 +37,10 @@ impl EventKind {
             EventKind::Logout => "logout",
             EventKind::RefreshReuseDetected => "refresh_reuse_detected",
             EventKind::FamilyRevoked => "family_revoked",
+            EventKind::ClientCreated => "client_created",
+            EventKind::ClientUpdated => "client_updated",
+            EventKind::ClientDeleted => "client_deleted",
+            EventKind::ClientSecretRotated => "client_secret_rotated",
         }
     }
 }

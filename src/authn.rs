@@ -1,17 +1,19 @@
 //! Authentication flows shared by the JSON API and the OAuth endpoints.
 //!
 //! `/auth/login` and `grant_type=password` both call [`login`]; `/auth/refresh`
-//! and `grant_type=refresh_token` both call [`refresh`]. Each flow: check
-//! credentials, check the account, start or rotate a refresh family, sign the
-//! tokens, write the audit event.
+//! and `grant_type=refresh_token` both call [`refresh`]; the authorization-code
+//! grant calls [`start_session`]. Each flow: check credentials, check the
+//! account, start or rotate a refresh family, sign the tokens, audit.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::audit::{self, Event, EventKind};
+use crate::config::SigningAlg;
 use crate::error::Internal;
 use crate::passwords::{HashError, Password, Verification};
 use crate::refresh::{self, NewFamily, Origin, RefreshError};
+use crate::revocation;
 use crate::scope::ScopeSet;
 use crate::state::AppState;
 use crate::tokens::{self, AccessClaims, AccessGrant, IdTokenClaims, TokenError};
@@ -30,6 +32,8 @@ pub struct TokenGrant {
     pub id_token: Option<String>,
     /// The refresh family, when one is involved.
     pub family_id: Option<Uuid>,
+    pub access_jti: String,
+    pub access_expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,70 +118,125 @@ pub async fn check_password(
             Err(e) => tracing::warn!(error = %e, user_id = %user.id, "password rehash failed"),
         }
     }
+    users::repo::touch_last_login(&state.db, user.id, now).await?;
     Ok(user)
 }
 
-/// Password login: check the credentials, start a refresh family, sign tokens.
+/// What a new session is for.
+#[derive(Clone, Debug)]
+pub struct SessionRequest {
+    pub client_id: String,
+    pub scope: ScopeSet,
+    pub auth_time: DateTime<Utc>,
+    pub nonce: Option<String>,
+    /// Algorithm of the ID token, when the scope has `openid`.
+    pub id_token_alg: SigningAlg,
+    /// Start a refresh family (the client may refresh).
+    pub with_refresh: bool,
+    /// Use this family id (reserved beforehand by the code grant).
+    pub family_id: Option<Uuid>,
+    /// Use this `jti` for the access token (reserved beforehand by the code grant).
+    pub access_jti: Option<String>,
+}
+
+impl SessionRequest {
+    /// A first-party session: refresh tokens, RS256 ID tokens.
+    pub fn first_party(scope: ScopeSet, now: DateTime<Utc>) -> Self {
+        SessionRequest {
+            client_id: FIRST_PARTY_CLIENT_ID.to_owned(),
+            scope,
+            auth_time: now,
+            nonce: None,
+            id_token_alg: SigningAlg::Rs256,
+            with_refresh: true,
+            family_id: None,
+            access_jti: None,
+        }
+    }
+}
+
+/// Password login: check the credentials, start a session, sign tokens.
 #[tracing::instrument(skip_all)]
 pub async fn login(
     state: &AppState,
     origin: &Origin,
-    client_id: &str,
     username_input: &str,
     password: &Password,
-    scope: ScopeSet,
+    mut session: SessionRequest,
 ) -> Result<(User, TokenGrant), LoginError> {
-    let user = check_password(state, origin, client_id, username_input, password).await?;
+    let user = check_password(state, origin, &session.client_id, username_input, password).await?;
     let now = state.now();
-    users::repo::touch_last_login(&state.db, user.id, now).await?;
-    let grant = start_session(state, origin, &user, client_id, scope, now, now, None).await?;
+    session.auth_time = now;
+    let grant = start_session(state, origin, &user, session, now).await?;
+    Ok((user, grant))
+}
+
+/// Start a session for an authenticated user: a refresh family if asked for,
+/// then the access token (and ID token for `openid`).
+pub async fn start_session(
+    state: &AppState,
+    origin: &Origin,
+    user: &User,
+    session: SessionRequest,
+    now: DateTime<Utc>,
+) -> Result<TokenGrant, Internal> {
+    let family = if session.with_refresh {
+        let new = NewFamily {
+            id: session.family_id.unwrap_or_else(Uuid::now_v7),
+            user_id: user.id,
+            client_id: session.client_id.clone(),
+            scope: session.scope.to_string(),
+            auth_time: session.auth_time,
+            origin: origin.clone(),
+        };
+        Some(refresh::start(&state.db, &state.families, &state.refresh_codec, now, new).await?)
+    } else {
+        None
+    };
+    let family_id = family.as_ref().map(|(f, _, _)| f.id);
+    let mut grant = sign_for_user(
+        state,
+        user,
+        &SignRequest {
+            client_id: &session.client_id,
+            scope: &session.scope,
+            auth_time: session.auth_time,
+            family_id,
+            nonce: session.nonce,
+            id_token_alg: session.id_token_alg,
+            jti: session.access_jti,
+        },
+        now,
+    )?;
+    grant.refresh_token = family.map(|(_, token, _)| token);
     audit::record(
         &state.db,
         now,
         origin,
         Event::new(EventKind::LoginSucceeded)
             .subject(user.id)
-            .client(client_id)
-            .detail("family_id", grant.family_id.map(|f| f.to_string())),
+            .client(&session.client_id)
+            .detail("family_id", family_id.map(|f| f.to_string())),
     )
     .await;
-    Ok((user, grant))
+    Ok(grant)
 }
 
-/// Start a refresh family for an authenticated user and sign its tokens.
-/// Also used by the authorization-code grant.
-#[allow(clippy::too_many_arguments)]
-pub async fn start_session(
-    state: &AppState,
-    origin: &Origin,
-    user: &User,
-    client_id: &str,
-    scope: ScopeSet,
+struct SignRequest<'a> {
+    client_id: &'a str,
+    scope: &'a ScopeSet,
     auth_time: DateTime<Utc>,
-    now: DateTime<Utc>,
+    family_id: Option<Uuid>,
     nonce: Option<String>,
-) -> Result<TokenGrant, Internal> {
-    let new = NewFamily {
-        user_id: user.id,
-        client_id: client_id.to_owned(),
-        scope: scope.to_string(),
-        auth_time,
-        origin: origin.clone(),
-    };
-    let (family, refresh_token, _) =
-        refresh::start(&state.db, &state.families, &state.refresh_codec, now, new).await?;
-    let mut grant = sign_for_user(state, user, &family, &scope, now, nonce)?;
-    grant.refresh_token = Some(refresh_token);
-    Ok(grant)
+    id_token_alg: SigningAlg,
+    jti: Option<String>,
 }
 
 fn sign_for_user(
     state: &AppState,
     user: &User,
-    family: &refresh::Family,
-    scope: &ScopeSet,
+    req: &SignRequest<'_>,
     now: DateTime<Utc>,
-    nonce: Option<String>,
 ) -> Result<TokenGrant, Internal> {
     let access = tokens::issue_access(
         &state.keyring,
@@ -185,29 +244,24 @@ fn sign_for_user(
         now,
         &AccessGrant {
             subject: user.id.to_string(),
-            client_id: family.client_id.clone(),
-            scope: scope.to_string(),
+            client_id: req.client_id.to_owned(),
+            scope: req.scope.to_string(),
             roles: Some(user.role_names()),
-            auth_time: Some(family.auth_time),
-            session_id: Some(family.id.to_string()),
+            auth_time: Some(req.auth_time),
+            session_id: req.family_id.map(|f| f.to_string()),
+            jti: req.jti.clone(),
         },
     )?;
-    let id_token = if scope.contains("openid") {
+    let id_token = if req.scope.contains("openid") {
         let claims = IdTokenClaims {
             subject: user.id.to_string(),
-            audience: family.client_id.clone(),
-            auth_time: Some(family.auth_time),
-            nonce,
+            audience: req.client_id.to_owned(),
+            auth_time: Some(req.auth_time),
+            nonce: req.nonce.clone(),
             access_token: Some(access.token.clone()),
-            extra: profile_claims(user, scope),
+            extra: profile_claims(user, req.scope),
         };
-        Some(tokens::issue_id_token(
-            &state.keyring,
-            &state.tokens,
-            now,
-            crate::config::SigningAlg::Rs256,
-            &claims,
-        )?)
+        Some(tokens::issue_id_token(&state.keyring, &state.tokens, now, req.id_token_alg, &claims)?)
     } else {
         None
     };
@@ -215,9 +269,11 @@ fn sign_for_user(
         access_token: access.token,
         expires_in: access.expires_in,
         refresh_token: None,
-        scope: scope.to_string(),
+        scope: req.scope.to_string(),
         id_token,
-        family_id: Some(family.id),
+        family_id: req.family_id,
+        access_jti: access.jti,
+        access_expires_at: access.expires_at,
     })
 }
 
@@ -258,43 +314,86 @@ pub async fn refresh(
     client_id: &str,
     presented: &str,
     narrow: Option<ScopeSet>,
+    id_token_alg: SigningAlg,
 ) -> Result<TokenGrant, RefreshFlowError> {
     let now = state.now();
-    let refreshed =
-        match refresh::refresh(&state.db, &state.families, &state.refresh_codec, now, presented, client_id)
-            .await
-        {
-            Ok(r) => r,
-            Err(RefreshError::Reused { family_id, user_id }) => {
-                audit::record(
-                    &state.db,
-                    now,
-                    origin,
-                    Event::new(EventKind::RefreshReuseDetected)
-                        .subject(user_id)
-                        .client(client_id)
-                        .detail("family_id", family_id.to_string()),
-                )
-                .await;
-                return Err(RefreshError::Reused { family_id, user_id }.into());
-            }
-            Err(e) => return Err(e.into()),
-        };
+    let refreshed = match refresh::refresh(
+        &state.db,
+        &state.families,
+        &state.refresh_codec,
+        now,
+        presented,
+        client_id,
+        narrow.as_ref(),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(RefreshError::Reused { family_id, user_id }) => {
+            deny_session(state, family_id, now, refresh::reason::REUSE_DETECTED).await?;
+            audit::record(
+                &state.db,
+                now,
+                origin,
+                Event::new(EventKind::RefreshReuseDetected)
+                    .subject(user_id)
+                    .client(client_id)
+                    .detail("family_id", family_id.to_string()),
+            )
+            .await;
+            return Err(RefreshError::Reused { family_id, user_id }.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let family = refreshed.family;
     let user = users::find(&state.db, family.user_id).await?;
     let Some(user) = user.filter(|u| u.can_authenticate(now)) else {
-        refresh::revoke(&state.db, family.id, now, refresh::reason::ACCOUNT_UNAVAILABLE).await?;
+        end_session(state, family.id, now, refresh::reason::ACCOUNT_UNAVAILABLE).await?;
         return Err(RefreshFlowError::AccountUnavailable);
     };
-    let family_scope = ScopeSet::from_stored(&family.scope);
-    let scope = match narrow {
-        Some(requested) if requested.is_subset(&family_scope) => requested,
-        Some(_) => return Err(RefreshError::Invalid.into()),
-        None => family_scope,
-    };
-    let mut grant = sign_for_user(state, &user, &family, &scope, now, None)?;
+    let scope = narrow.unwrap_or_else(|| ScopeSet::from_stored(&family.scope));
+    let mut grant = sign_for_user(
+        state,
+        &user,
+        &SignRequest {
+            client_id,
+            scope: &scope,
+            auth_time: family.auth_time,
+            family_id: Some(family.id),
+            nonce: None,
+            id_token_alg,
+            jti: None,
+        },
+        now,
+    )?;
     grant.refresh_token = Some(refreshed.token);
     Ok(grant)
+}
+
+/// Deny every access token of a session until the last one expires.
+async fn deny_session(
+    state: &AppState,
+    family_id: Uuid,
+    now: DateTime<Utc>,
+    why: &str,
+) -> Result<(), Internal> {
+    let until = now + state.tokens.access_ttl + tokens::LEEWAY;
+    revocation::deny(&state.db, now, revocation::Kind::Session, &family_id.to_string(), until, why).await
+}
+
+/// End a session: revoke its refresh family and deny its access tokens.
+/// Returns whether the family was live.
+pub async fn end_session(
+    state: &AppState,
+    family_id: Uuid,
+    now: DateTime<Utc>,
+    why: &str,
+) -> Result<bool, Internal> {
+    let ended = refresh::revoke(&state.db, family_id, now, why).await?;
+    if ended {
+        deny_session(state, family_id, now, why).await?;
+    }
+    Ok(ended)
 }
 
 /// End the session a refresh token belongs to. Unknown tokens are ignored:
@@ -307,6 +406,7 @@ pub async fn logout(
 ) -> Result<(), Internal> {
     let now = state.now();
     if let Some(family) = refresh::end(&state.db, &state.refresh_codec, now, presented, client_id).await? {
+        deny_session(state, family.id, now, refresh::reason::LOGOUT).await?;
         audit::record(
             &state.db,
             now,
@@ -346,8 +446,7 @@ pub enum BearerError {
 pub async fn authenticate_bearer(state: &AppState, token: &str) -> Result<Principal, BearerError> {
     let now = state.now();
     let claims = tokens::verify_access(&state.keyring, &state.tokens, now, token)?;
-    let iat = DateTime::from_timestamp(claims.iat, 0).unwrap_or(now);
-    if crate::revocation::is_denied(&state.db, &claims.jti, &claims.sub, iat, now).await? {
+    if revocation::is_denied(&state.db, &claims, now).await? {
         return Err(BearerError::Revoked);
     }
     if claims.is_client_token() {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+use crate::clients::{self, ClientMetadata};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::keys::{self, KeyPolicy};
@@ -38,6 +39,31 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientsCommand {
+    /// Register an OAuth client (RFC 7591 metadata names) and print its id
+    /// and, for a confidential client, its secret (shown once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Exact redirect URI (repeatable).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// authorization_code, refresh_token, client_credentials, password (repeatable).
+        #[arg(long = "grant-type")]
+        grant_types: Vec<String>,
+        /// Space-separated scopes the client may request.
+        #[arg(long)]
+        scope: Option<String>,
+        /// client_secret_basic (default), client_secret_post or none.
+        #[arg(long = "auth-method")]
+        auth_method: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,6 +112,26 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Openapi => print!("{}", crate::http::spec_json()),
         Command::Users(UsersCommand::Create { username, email, roles }) => {
             create_user(&settings, clock.as_ref(), &username, email.as_deref(), &roles).await?;
+        }
+        Command::Clients(ClientsCommand::Create { name, redirect_uris, grant_types, scope, auth_method }) => {
+            let db = startup::connect(&settings).await?;
+            startup::migrate(&db).await?;
+            let meta = ClientMetadata {
+                client_name: Some(name),
+                redirect_uris: Some(redirect_uris),
+                grant_types: (!grant_types.is_empty()).then_some(grant_types),
+                response_types: None,
+                scope,
+                token_endpoint_auth_method: auth_method,
+                id_token_signed_response_alg: None,
+            };
+            let (client, secret) =
+                clients::create(&db, clock.now(), meta).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("client_id: {}", client.client_id);
+            if let Some(secret) = secret {
+                println!("client_secret: {secret}");
+                eprintln!("store the secret now: it is not shown again");
+            }
         }
         Command::Keys(command) => {
             let db = startup::connect(&settings).await?;

@@ -182,6 +182,12 @@ pub struct Settings {
     pub user_scopes: ScopeSet,
     /// Whether `POST /auth/register` is open to anyone.
     pub allow_registration: bool,
+    /// Lifetime of authorization codes.
+    pub auth_code_ttl: Duration,
+    /// Lifetime of the sign-in page's browser session.
+    pub session_ttl: Duration,
+    /// How long a rotated client secret keeps working.
+    pub client_secret_overlap: Duration,
     /// Accept argon2 parameters below OWASP. Only `for_tests` sets it; no variable does.
     pub allow_weak_password_hashing: bool,
 }
@@ -218,6 +224,9 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("LOG_FORMAT", Some("text")),
     ("USER_SCOPES", Some("openid profile email")),
     ("ALLOW_REGISTRATION", Some("true")),
+    ("AUTH_CODE_TTL", Some("60")),
+    ("SESSION_TTL", Some("43200")),
+    ("CLIENT_SECRET_OVERLAP", Some("86400")),
     ("DB_MAX_CONNECTIONS", Some("10")),
 ];
 
@@ -366,6 +375,9 @@ impl Settings {
             db_max_connections: small("DB_MAX_CONNECTIONS")?,
             user_scopes: ScopeSet::parse(&parse("USER_SCOPES")?).map_err(|e| invalid("USER_SCOPES", e))?,
             allow_registration: boolean("ALLOW_REGISTRATION")?,
+            auth_code_ttl: seconds("AUTH_CODE_TTL")?,
+            session_ttl: seconds("SESSION_TTL")?,
+            client_secret_overlap: seconds("CLIENT_SECRET_OVERLAP")?,
             allow_weak_password_hashing: false,
         })
     }
@@ -392,6 +404,9 @@ impl Settings {
         range("KEY_ROTATION_INTERVAL", self.key_rotation_interval, 3_600, 400 * 86_400)?;
         range("JWKS_MAX_AGE", self.jwks_max_age, 0, 86_400)?;
         range("KEY_RELOAD_INTERVAL", self.key_reload_interval, 1, 3_600)?;
+        range("AUTH_CODE_TTL", self.auth_code_ttl, 10, 600)?;
+        range("SESSION_TTL", self.session_ttl, 60, 90 * 86_400)?;
+        range("CLIENT_SECRET_OVERLAP", self.client_secret_overlap, 0, 90 * 86_400)?;
         if self.key_rotation_interval < self.publish_lead() * 2 {
             return Err(invalid(
                 "KEY_ROTATION_INTERVAL",
@@ -500,6 +515,9 @@ impl Settings {
             db_max_connections: 10,
             user_scopes: ScopeSet::from_stored("openid profile email tasks:read tasks:write"),
             allow_registration: true,
+            auth_code_ttl: Duration::from_secs(60),
+            session_ttl: Duration::from_secs(43_200),
+            client_secret_overlap: Duration::from_secs(86_400),
             allow_weak_password_hashing: true,
         }
     }

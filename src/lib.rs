@@ -22,12 +22,18 @@ pub mod state;
 pub mod telemetry;
 
 // ---- domain ----
+/// Administrative actions spanning several concepts.
+pub mod admin;
 /// Security event log.
 pub mod audit;
 /// Login, refresh, logout and bearer authentication flows.
 pub mod authn;
+/// OAuth clients: registration, secrets, redirect URIs.
+pub mod clients;
 /// Signing keys: lifecycle, rotation, sealing, JWKS.
 pub mod keys;
+/// OAuth 2.0 / OpenID Connect protocol: grants, codes, PKCE, revocation, introspection.
+pub mod oauth;
 /// argon2id hashing behind a bounded semaphore.
 pub mod passwords;
 /// Refresh-token families: rotation, reuse detection, grace window.

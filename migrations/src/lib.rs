@@ -16,6 +16,7 @@ mod m20261124_000003_create_refresh_families;
 mod m20261124_000004_create_clients;
 mod m20261124_000005_create_revocations;
 mod m20261124_000006_create_audit_events;
+mod m20261124_000007_create_authorization_codes;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_create_clients::Migration),
             Box::new(m20261124_000005_create_revocations::Migration),
             Box::new(m20261124_000006_create_audit_events::Migration),
+            Box::new(m20261124_000007_create_authorization_codes::Migration),
         ]
     }
 }

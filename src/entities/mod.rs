@@ -5,6 +5,8 @@
 //! never travel further than the repository that reads them.
 
 pub mod audit_events;
+pub mod authorization_codes;
+pub mod browser_sessions;
 pub mod clients;
 pub mod refresh_families;
 pub mod revocations;

@@ -14,7 +14,8 @@ use super::Tag;
 use super::error::ApiError;
 use super::origin::ClientOrigin;
 use super::security::BearerAuth;
-use crate::authn::{self, FIRST_PARTY_CLIENT_ID, TokenGrant};
+use crate::authn::{self, FIRST_PARTY_CLIENT_ID, SessionRequest, TokenGrant};
+use crate::config::SigningAlg;
 use crate::passwords::Password;
 use crate::scope::ScopeSet;
 use crate::state::AppState;
@@ -264,8 +265,8 @@ impl AuthApi {
         let req = body.0;
         let password = Password::presented(&req.password).map_err(ApiError::validation)?;
         let scope = login_scope(&state, req.scope.as_deref())?;
-        let (_, grant) =
-            authn::login(&state, &origin.0, FIRST_PARTY_CLIENT_ID, &req.username, &password, scope).await?;
+        let session = SessionRequest::first_party(scope, state.now());
+        let (_, grant) = authn::login(&state, &origin.0, &req.username, &password, session).await?;
         Ok(Tokens::Ok(Json(grant.into())))
     }
 
@@ -281,8 +282,15 @@ impl AuthApi {
         origin: ClientOrigin,
         body: Json<RefreshTokenRequest>,
     ) -> Result<Tokens, ApiError> {
-        let grant =
-            authn::refresh(&state, &origin.0, FIRST_PARTY_CLIENT_ID, &body.0.refresh_token, None).await?;
+        let grant = authn::refresh(
+            &state,
+            &origin.0,
+            FIRST_PARTY_CLIENT_ID,
+            &body.0.refresh_token,
+            None,
+            SigningAlg::Rs256,
+        )
+        .await?;
         Ok(Tokens::Ok(Json(grant.into())))
     }
 

@@ -69,9 +69,9 @@ pub enum ApiError {
     /// Missing or invalid credentials.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// Authenticated, but not allowed.
+    /// Authenticated, but not allowed (`insufficient_scope` carries a challenge).
     #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
+    Forbidden(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] Option<String>),
     /// No such resource.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
@@ -120,7 +120,15 @@ impl ApiError {
     }
 
     pub fn forbidden(code: &str, description: impl Into<String>) -> Self {
-        ApiError::Forbidden(Json(ErrorBody::new(code, description)))
+        ApiError::Forbidden(Json(ErrorBody::new(code, description)), None)
+    }
+
+    /// RFC 6750 §3.1: the token lacks a needed scope.
+    pub fn insufficient_scope(description: &str) -> Self {
+        ApiError::Forbidden(
+            Json(ErrorBody::new("insufficient_scope", description)),
+            Some(bearer_challenge(Some(("insufficient_scope", description)))),
+        )
     }
 
     pub fn not_found(description: impl Into<String>) -> Self {
@@ -213,8 +221,11 @@ fn classify(err: &poem::Error, oauth: bool) -> (StatusCode, &'static str, String
         return (StatusCode::UNAUTHORIZED, "unauthorized", "a bearer token is required".into());
     }
     if err.is::<ContentTypeError>() {
-        let code = if oauth { invalid_request } else { "unsupported_media_type" };
-        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, code, err.to_string());
+        // RFC 6749 endpoints answer every malformed request with 400 invalid_request.
+        if oauth {
+            return (StatusCode::BAD_REQUEST, invalid_request, err.to_string());
+        }
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", err.to_string());
     }
     if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
         return (StatusCode::BAD_REQUEST, invalid_request, format!("invalid request body: {}", e.reason));
@@ -259,5 +270,53 @@ pub async fn normalize_errors<E: Endpoint>(next: E, req: Request) -> poem::Resul
     match next.call(req).await {
         Ok(resp) => Ok(resp.into_response()),
         Err(err) => Ok(render(err, oauth)),
+    }
+}
+
+/// Errors of the OAuth endpoints (RFC 6749 §5.2): the same [`ErrorBody`]
+/// with RFC error codes.
+#[derive(ApiResponse, Debug)]
+pub enum OAuthErrorResponse {
+    /// `invalid_request`, `invalid_grant`, `unauthorized_client`,
+    /// `unsupported_grant_type`, `invalid_scope`.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `invalid_client`: client authentication failed.
+    #[oai(status = 401)]
+    InvalidClient(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// Too many requests; retry after the given number of seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// `server_error`.
+    #[oai(status = 500)]
+    ServerError(Json<ErrorBody>),
+    /// `temporarily_unavailable`.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+}
+
+impl From<crate::oauth::OAuthError> for OAuthErrorResponse {
+    fn from(e: crate::oauth::OAuthError) -> Self {
+        use crate::oauth::ErrorCode;
+        let body = Json(ErrorBody::new(e.code.as_str(), e.description.clone()));
+        match e.code {
+            ErrorCode::InvalidClient => {
+                OAuthErrorResponse::InvalidClient(body, "Basic realm=\"latchkey\", charset=\"UTF-8\"".into())
+            }
+            ErrorCode::ServerError => {
+                if let Some(cause) = &e.internal {
+                    tracing::error!(error = format!("{:#}", cause.0), "internal error");
+                }
+                OAuthErrorResponse::ServerError(body)
+            }
+            ErrorCode::TemporarilyUnavailable => OAuthErrorResponse::Unavailable(body, 1),
+            _ => OAuthErrorResponse::BadRequest(body),
+        }
+    }
+}
+
+impl From<Internal> for OAuthErrorResponse {
+    fn from(e: Internal) -> Self {
+        crate::oauth::OAuthError::from(e).into()
     }
 }

@@ -4,10 +4,14 @@
 //! group is a unit struct, so [`openapi_service`] builds the whole document
 //! without a database (`latchkey openapi`, the freshness test).
 
+pub mod admin;
 pub mod auth;
+pub mod authorize;
 pub mod error;
 pub mod health;
+pub mod html;
 pub mod middleware;
+pub mod oauth;
 pub mod origin;
 pub mod payload;
 pub mod security;
@@ -22,19 +26,38 @@ use crate::state::AppState;
 pub enum Tag {
     /// Discovery and public keys: everything relying services need.
     Discovery,
+    /// OAuth 2.0 and OpenID Connect endpoints.
+    #[oai(rename = "OAuth")]
+    OAuth,
     /// latchkey's JSON API for first-party apps.
     Auth,
+    /// Administration (Bearer token of a user with the `admin` role).
+    Admin,
     /// Liveness, readiness and metrics.
     Operations,
 }
 
-type Apis = (well_known::WellKnownApi, auth::AuthApi, health::HealthApi);
+type Apis = (
+    well_known::WellKnownApi,
+    oauth::OAuthApi,
+    authorize::AuthorizeApi,
+    auth::AuthApi,
+    admin::AdminApi,
+    health::HealthApi,
+);
 
 /// The OpenAPI service. The document has no `servers` entry, so it is the
 /// same for every deployment and can be committed.
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (well_known::WellKnownApi, auth::AuthApi, health::HealthApi),
+        (
+            well_known::WellKnownApi,
+            oauth::OAuthApi,
+            authorize::AuthorizeApi,
+            auth::AuthApi,
+            admin::AdminApi,
+            health::HealthApi,
+        ),
         "latchkey",
         env!("CARGO_PKG_VERSION"),
     )

@@ -48,15 +48,35 @@ pub enum JwksResponse {
     NotModified(#[oai(header = "Cache-Control")] String, #[oai(header = "ETag")] String),
 }
 
-/// OpenID Provider / authorization server metadata.
+/// OpenID Provider metadata (OIDC Discovery 1.0 §3) and authorization
+/// server metadata (RFC 8414 §2).
 #[derive(Object, Clone, Debug)]
 pub struct DiscoveryDocument {
     pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub userinfo_endpoint: String,
     pub jwks_uri: String,
+    pub revocation_endpoint: String,
+    pub introspection_endpoint: String,
+    pub end_session_endpoint: String,
+    pub scopes_supported: Vec<String>,
+    pub response_types_supported: Vec<String>,
+    pub response_modes_supported: Vec<String>,
+    pub grant_types_supported: Vec<String>,
     pub subject_types_supported: Vec<String>,
     pub id_token_signing_alg_values_supported: Vec<String>,
-    pub scopes_supported: Vec<String>,
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
+    pub code_challenge_methods_supported: Vec<String>,
     pub claims_supported: Vec<String>,
+    pub prompt_values_supported: Vec<String>,
+    /// RFC 9207: authorization responses carry `iss`.
+    pub authorization_response_iss_parameter_supported: bool,
+    pub request_parameter_supported: bool,
+    pub request_uri_parameter_supported: bool,
+    pub claims_parameter_supported: bool,
 }
 
 #[derive(ApiResponse)]
@@ -110,18 +130,52 @@ impl WellKnownApi {
 
 pub fn discovery(state: &AppState) -> DiscoveryDocument {
     let issuer = state.issuer();
+    let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     let mut algs = vec!["RS256".to_owned()];
     let access_alg = state.keyring.policy().alg_for(KeyPurpose::Access).as_str().to_owned();
     if !algs.contains(&access_alg) {
         algs.push(access_alg);
     }
+    let secret_methods = strings(&["client_secret_basic", "client_secret_post"]);
+    let mut scopes: Vec<String> = state.settings.user_scopes.iter().map(str::to_owned).collect();
+    for standard in ["openid", "profile", "email"] {
+        if !scopes.iter().any(|s| s == standard) {
+            scopes.push(standard.to_owned());
+        }
+    }
     DiscoveryDocument {
         issuer: issuer.to_owned(),
+        authorization_endpoint: format!("{issuer}/oauth/authorize"),
+        token_endpoint: format!("{issuer}/oauth/token"),
+        userinfo_endpoint: format!("{issuer}/oauth/userinfo"),
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
-        subject_types_supported: vec!["public".into()],
+        revocation_endpoint: format!("{issuer}/oauth/revoke"),
+        introspection_endpoint: format!("{issuer}/oauth/introspect"),
+        end_session_endpoint: format!("{issuer}/oauth/logout"),
+        scopes_supported: scopes,
+        response_types_supported: strings(&["code"]),
+        response_modes_supported: strings(&["query"]),
+        grant_types_supported: strings(&[
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "password",
+        ]),
+        subject_types_supported: strings(&["public"]),
         id_token_signing_alg_values_supported: algs,
-        scopes_supported: state.settings.user_scopes.iter().map(str::to_owned).collect(),
-        claims_supported: [
+        token_endpoint_auth_methods_supported: strings(&[
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ]),
+        revocation_endpoint_auth_methods_supported: strings(&[
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ]),
+        introspection_endpoint_auth_methods_supported: secret_methods,
+        code_challenge_methods_supported: strings(&["S256"]),
+        claims_supported: strings(&[
             "sub",
             "iss",
             "aud",
@@ -134,10 +188,12 @@ pub fn discovery(state: &AppState) -> DiscoveryDocument {
             "email",
             "email_verified",
             "updated_at",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect(),
+        ]),
+        prompt_values_supported: strings(&["none", "login"]),
+        authorization_response_iss_parameter_supported: true,
+        request_parameter_supported: false,
+        request_uri_parameter_supported: false,
+        claims_parameter_supported: false,
     }
 }
 

@@ -30,6 +30,7 @@ use crate::clock::delta;
 use crate::config::Settings;
 use crate::entities::refresh_families;
 use crate::error::Internal;
+use crate::scope::ScopeSet;
 pub use token::{RefreshToken, RefreshTokenCodec};
 
 /// Why a family was ended, as stored and audited.
@@ -118,6 +119,8 @@ pub struct Origin {
 /// What starts a family.
 #[derive(Clone, Debug)]
 pub struct NewFamily {
+    /// Usually a fresh UUIDv7; the authorization-code grant reserves it first.
+    pub id: Uuid,
     pub user_id: Uuid,
     pub client_id: String,
     pub scope: String,
@@ -134,6 +137,9 @@ pub enum RefreshError {
     Revoked,
     #[error("the refresh token has expired")]
     Expired,
+    /// The request asked for scopes the family was never granted (RFC 6749 §6).
+    #[error("the requested scope exceeds the scope originally granted")]
+    ScopeWidened,
     /// An old token was replayed: the family has just been revoked.
     #[error("the refresh token was already used; the session has been ended")]
     Reused { family_id: Uuid, user_id: Uuid },
@@ -184,7 +190,7 @@ pub async fn start(
     new: NewFamily,
 ) -> Result<(Family, String, u64), Internal> {
     let row = refresh_families::Model {
-        id: Uuid::now_v7(),
+        id: new.id,
         user_id: new.user_id,
         client_id: new.client_id,
         scope: new.scope,
@@ -215,6 +221,7 @@ pub async fn start(
 
 /// Refresh with `presented`. `client_id` is the client the caller
 /// authenticated as: a family is only usable by the client it was issued to.
+/// A `narrow` scope is checked against the family before anything changes.
 #[tracing::instrument(skip_all, fields(family_id))]
 pub async fn refresh(
     db: &impl ConnectionTrait,
@@ -223,6 +230,7 @@ pub async fn refresh(
     now: DateTime<Utc>,
     presented: &str,
     client_id: &str,
+    narrow: Option<&ScopeSet>,
 ) -> Result<Refreshed, RefreshError> {
     let RefreshToken { family_id, counter } = codec.decode(presented).ok_or(RefreshError::Invalid)?;
     tracing::Span::current().record("family_id", tracing::field::display(family_id));
@@ -231,6 +239,9 @@ pub async fn refresh(
         return Err(RefreshError::Invalid);
     }
     check_usable(&family, policy, now)?;
+    if narrow.is_some_and(|n| !n.is_subset(&ScopeSet::from_stored(&family.scope))) {
+        return Err(RefreshError::ScopeWidened);
+    }
     if counter > family.counter {
         // Only this server can mint a MAC, so this is a restored backup or a bug: refuse, change nothing.
         tracing::warn!(%family_id, "refresh token from a future counter refused");

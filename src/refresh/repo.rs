@@ -115,3 +115,20 @@ pub async fn overflow_for_user(
         .await?;
     Ok(ids.into_iter().skip(keep).collect())
 }
+
+/// Revoke every live family of a client in one statement.
+pub async fn revoke_for_client(
+    db: &impl ConnectionTrait,
+    client_id: &str,
+    now: DateTime<Utc>,
+    reason: &str,
+) -> Result<u64> {
+    let result = Families::update_many()
+        .col_expr(Column::RevokedAt, Expr::value(now))
+        .col_expr(Column::RevokedReason, Expr::value(reason))
+        .filter(Column::ClientId.eq(client_id))
+        .filter(Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}

@@ -102,6 +102,8 @@ pub struct AccessGrant {
     pub roles: Option<Vec<String>>,
     pub auth_time: Option<DateTime<Utc>>,
     pub session_id: Option<String>,
+    /// A reserved `jti`; a fresh random one when `None`.
+    pub jti: Option<String>,
 }
 
 /// A signed access token and what the token response needs about it.
@@ -149,7 +151,7 @@ pub fn issue_access(
         exp,
         iat,
         nbf: iat,
-        jti: crypto::random_token::<16>(),
+        jti: grant.jti.clone().unwrap_or_else(crypto::random_token::<16>),
         client_id: grant.client_id.clone(),
         scope: grant.scope.clone(),
         roles: grant.roles.clone(),
@@ -299,6 +301,35 @@ pub fn verify_access(
         return Err(TokenError::NotYetValid);
     }
     Ok(claims)
+}
+
+/// Check an ID token this server issued, ignoring its expiry: an expired ID
+/// token is still a good `id_token_hint` (OIDC RP-Initiated Logout §2).
+/// Returns its `sub` and `aud`.
+pub fn verify_id_token_hint(
+    ring: &KeyRing,
+    settings: &TokenSettings,
+    now: DateTime<Utc>,
+    token: &str,
+) -> Option<(String, String)> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let header = decode_header(token).ok()?;
+    if header.get("typ").and_then(Value::as_str) != Some("JWT") || header.contains_key("crit") {
+        return None;
+    }
+    let alg = header.get("alg").and_then(Value::as_str)?.parse::<SigningAlg>().ok()?;
+    let key = ring.verifying_key(header.get("kid").and_then(Value::as_str)?, now)?;
+    if key.alg() != alg {
+        return None;
+    }
+    let (payload, _) = jwt::decode_with_verifier(token, key.verifier()).ok()?;
+    if payload.issuer() != Some(settings.issuer.as_str()) {
+        return None;
+    }
+    let aud = payload.audience()?.first().map(|a| (*a).to_owned())?;
+    Some((payload.subject()?.to_owned(), aud))
 }
 
 /// The decoded JOSE header of a compact JWS, or `Malformed`.

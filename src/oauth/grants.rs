@@ -1,0 +1,259 @@
+//! The token endpoint's grants (RFC 6749 §4.1.3, §4.3, §4.4, §6).
+//!
+//! Every grant first checks that the client is registered for it
+//! (`unauthorized_client`), then validates its own parameters
+//! (`invalid_request`), then the grant itself (`invalid_grant`,
+//! `invalid_scope`). Client authentication has already happened.
+
+use chrono::{DateTime, Utc};
+
+use super::codes::{self, CodeError};
+use super::{ErrorCode, OAuthError, pkce};
+use crate::authn::{self, SessionRequest, TokenGrant};
+use crate::clients::{GrantType, OAuthClient};
+use crate::config::SigningAlg;
+use crate::passwords::Password;
+use crate::refresh::{self, Origin};
+use crate::revocation;
+use crate::scope::ScopeSet;
+use crate::state::AppState;
+use crate::tokens::{self, AccessGrant};
+use crate::users;
+
+/// The parameters of a token request (RFC 6749 §4.1.3, §4.3.2, §4.4.2, §6).
+#[derive(Clone, Debug, Default)]
+pub struct TokenRequest {
+    pub grant_type: String,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+    pub scope: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, OAuthError> {
+    value
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request(format!("{name} is required")))
+}
+
+/// The scope of a request: what was asked for within `allowed`, or `default`.
+pub fn requested_scope(
+    requested: Option<&str>,
+    allowed: &ScopeSet,
+    default: ScopeSet,
+) -> Result<ScopeSet, OAuthError> {
+    match requested {
+        None => Ok(default),
+        Some(text) => {
+            let scope = ScopeSet::parse(text).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
+            if scope.is_subset(allowed) {
+                Ok(scope)
+            } else {
+                Err(OAuthError::invalid_scope(format!("this client may request: {allowed}")))
+            }
+        }
+    }
+}
+
+/// The algorithm of the client's ID tokens.
+pub fn id_token_alg(client: &OAuthClient) -> SigningAlg {
+    client.id_token_signed_response_alg.unwrap_or(SigningAlg::Rs256)
+}
+
+/// Run the grant the request names.
+pub async fn token(
+    state: &AppState,
+    origin: &Origin,
+    client: &OAuthClient,
+    req: TokenRequest,
+) -> Result<TokenGrant, OAuthError> {
+    let grant: GrantType = req.grant_type.parse().map_err(|_| {
+        OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!("unsupported grant_type {:?}", req.grant_type),
+        )
+    })?;
+    if !client.allows(grant) {
+        return Err(OAuthError::unauthorized_client(format!("this client is not registered for {grant}")));
+    }
+    match grant {
+        GrantType::Password => password(state, origin, client, &req).await,
+        GrantType::RefreshToken => refresh_token(state, origin, client, &req).await,
+        GrantType::ClientCredentials => client_credentials(state, client, &req),
+        GrantType::AuthorizationCode => authorization_code(state, origin, client, &req).await,
+    }
+}
+
+/// RFC 6749 §4.3: for first-party clients an administrator registered with
+/// the `password` grant.
+async fn password(
+    state: &AppState,
+    origin: &Origin,
+    client: &OAuthClient,
+    req: &TokenRequest,
+) -> Result<TokenGrant, OAuthError> {
+    let username = required(&req.username, "username")?;
+    let password = Password::presented(required(&req.password, "password")?)
+        .map_err(|e| OAuthError::invalid_request(e.to_string()))?;
+    let scope = requested_scope(req.scope.as_deref(), &client.scope, client.scope.clone())?;
+    let session = SessionRequest {
+        client_id: client.client_id.clone(),
+        scope,
+        auth_time: state.now(),
+        nonce: None,
+        id_token_alg: id_token_alg(client),
+        with_refresh: client.allows(GrantType::RefreshToken),
+        family_id: None,
+        access_jti: None,
+    };
+    let (_, grant) = authn::login(state, origin, username, &password, session).await?;
+    Ok(grant)
+}
+
+/// RFC 6749 §6, with the family's rotation and reuse detection.
+async fn refresh_token(
+    state: &AppState,
+    origin: &Origin,
+    client: &OAuthClient,
+    req: &TokenRequest,
+) -> Result<TokenGrant, OAuthError> {
+    let token = required(&req.refresh_token, "refresh_token")?;
+    let narrow = req
+        .scope
+        .as_deref()
+        .map(ScopeSet::parse)
+        .transpose()
+        .map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
+    Ok(authn::refresh(state, origin, &client.client_id, token, narrow, id_token_alg(client)).await?)
+}
+
+/// RFC 6749 §4.4: a service acting for itself. `sub` is the client id; no
+/// refresh token (§4.4.3); scopes within the client's registration.
+fn client_credentials(
+    state: &AppState,
+    client: &OAuthClient,
+    req: &TokenRequest,
+) -> Result<TokenGrant, OAuthError> {
+    if !client.is_confidential() {
+        return Err(OAuthError::unauthorized_client("public clients cannot use client_credentials"));
+    }
+    let allowed = client.scope.without("openid");
+    let scope = requested_scope(req.scope.as_deref(), &allowed, allowed.clone())?;
+    let now = state.now();
+    let access = tokens::issue_access(
+        &state.keyring,
+        &state.tokens,
+        now,
+        &AccessGrant {
+            subject: client.client_id.clone(),
+            client_id: client.client_id.clone(),
+            scope: scope.to_string(),
+            roles: None,
+            auth_time: None,
+            session_id: None,
+            jti: None,
+        },
+    )?;
+    Ok(TokenGrant {
+        access_token: access.token,
+        expires_in: access.expires_in,
+        refresh_token: None,
+        scope: scope.to_string(),
+        id_token: None,
+        family_id: None,
+        access_jti: access.jti,
+        access_expires_at: access.expires_at,
+    })
+}
+
+/// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.5–4.6).
+async fn authorization_code(
+    state: &AppState,
+    origin: &Origin,
+    client: &OAuthClient,
+    req: &TokenRequest,
+) -> Result<TokenGrant, OAuthError> {
+    let code = required(&req.code, "code")?;
+    let redirect_uri = required(&req.redirect_uri, "redirect_uri")?;
+    let now = state.now();
+    let redemption =
+        match codes::redeem(&state.db, now, code, &client.client_id, state.tokens.access_ttl).await {
+            Ok(r) => r,
+            Err(CodeError::Reused { family_id, access_jti, access_expires_at }) => {
+                revoke_issued(state, now, family_id, access_jti, access_expires_at).await?;
+                return Err(OAuthError::invalid_grant("the authorization code was already used"));
+            }
+            Err(CodeError::Invalid) => {
+                return Err(OAuthError::invalid_grant("the authorization code is invalid or expired"));
+            }
+            Err(CodeError::Internal(i)) => return Err(i.into()),
+        };
+    let row = &redemption.row;
+    if row.redirect_uri != redirect_uri {
+        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+    }
+    match (&row.code_challenge, &req.code_verifier) {
+        (Some(challenge), Some(verifier)) if pkce::verify_s256(challenge, verifier) => {}
+        (Some(_), _) => {
+            return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"));
+        }
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant("code_verifier sent, but no code_challenge was"));
+        }
+        (None, None) if !client.is_confidential() => {
+            return Err(OAuthError::invalid_grant("public clients must use PKCE"));
+        }
+        (None, None) => {}
+    }
+    let user = users::find(&state.db, row.user_id)
+        .await?
+        .filter(|u| u.can_authenticate(now))
+        .ok_or_else(|| OAuthError::invalid_grant("the account can no longer sign in"))?;
+    let session = SessionRequest {
+        client_id: client.client_id.clone(),
+        scope: ScopeSet::from_stored(&row.scope),
+        auth_time: row.auth_time,
+        nonce: row.nonce.clone(),
+        id_token_alg: id_token_alg(client),
+        with_refresh: client.allows(GrantType::RefreshToken),
+        family_id: Some(redemption.family_id),
+        access_jti: Some(redemption.access_jti.clone()),
+    };
+    let grant = authn::start_session(state, origin, &user, session, now).await?;
+    // A second redemption may have raced this one: it flagged the code and
+    // revoked what it could see; revoke ours too if so.
+    if codes::was_reused(&state.db, code).await? {
+        revoke_issued(
+            state,
+            now,
+            Some(redemption.family_id),
+            Some(redemption.access_jti),
+            Some(grant.access_expires_at),
+        )
+        .await?;
+        return Err(OAuthError::invalid_grant("the authorization code was already used"));
+    }
+    Ok(grant)
+}
+
+/// Revoke what a (re)used code issued: its refresh family and access token.
+async fn revoke_issued(
+    state: &AppState,
+    now: DateTime<Utc>,
+    family_id: Option<uuid::Uuid>,
+    access_jti: Option<String>,
+    access_expires_at: Option<DateTime<Utc>>,
+) -> Result<(), OAuthError> {
+    if let Some(family_id) = family_id {
+        authn::end_session(state, family_id, now, refresh::reason::REVOKED).await?;
+    }
+    if let (Some(jti), Some(exp)) = (access_jti, access_expires_at) {
+        revocation::deny(&state.db, now, revocation::Kind::Jti, &jti, exp + tokens::LEEWAY, "code_reuse")
+            .await?;
+    }
+    Ok(())
+}
