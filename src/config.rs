@@ -132,6 +132,13 @@ impl fmt::Display for DatabaseUrl {
     }
 }
 
+/// PEM files for built-in TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Every setting of the server. Built by [`Settings::load`] in production and
 /// by [`Settings::for_tests`] in tests (which never read the environment).
 #[derive(Clone, Debug)]
@@ -188,6 +195,8 @@ pub struct Settings {
     pub session_ttl: Duration,
     /// How long a rotated client secret keeps working.
     pub client_secret_overlap: Duration,
+    /// Serve HTTPS with this PEM certificate chain and private key.
+    pub tls: Option<TlsFiles>,
     /// Accept argon2 parameters below OWASP. Only `for_tests` sets it; no variable does.
     pub allow_weak_password_hashing: bool,
 }
@@ -227,6 +236,8 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("AUTH_CODE_TTL", Some("60")),
     ("SESSION_TTL", Some("43200")),
     ("CLIENT_SECRET_OVERLAP", Some("86400")),
+    ("TLS_CERT", None),
+    ("TLS_KEY", None),
     ("DB_MAX_CONNECTIONS", Some("10")),
 ];
 
@@ -378,6 +389,16 @@ impl Settings {
             auth_code_ttl: seconds("AUTH_CODE_TTL")?,
             session_ttl: seconds("SESSION_TTL")?,
             client_secret_overlap: seconds("CLIENT_SECRET_OVERLAP")?,
+            tls: match (non_empty("TLS_CERT"), non_empty("TLS_KEY")) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.into(), key: key.into() }),
+                (None, None) => None,
+                _ => {
+                    return Err(ConfigError(
+                        "invalid configuration: LATCHKEY_TLS_CERT and LATCHKEY_TLS_KEY must be set together"
+                            .into(),
+                    ));
+                }
+            },
             allow_weak_password_hashing: false,
         })
     }
@@ -468,7 +489,7 @@ impl Settings {
             Some(i) if i.starts_with("http://") && !is_loopback_url(i) => Some(format!(
                 "LATCHKEY_ISSUER {i} is not https: tokens and cookies travel in clear text"
             )),
-            None if self.listen.ip().is_unspecified() => Some(
+            None if self.listen.ip().is_unspecified() && self.tls.is_none() => Some(
                 "LATCHKEY_ISSUER is not set and LATCHKEY_LISTEN is a wildcard address: set LATCHKEY_ISSUER to the public URL".into(),
             ),
             _ => None,
@@ -476,9 +497,10 @@ impl Settings {
     }
 
     /// The issuer for a server bound to `bound`: the configured one, or
-    /// `http://` + the bound address.
+    /// `http://` (`https://` with TLS) + the bound address.
     pub fn issuer_for(&self, bound: SocketAddr) -> String {
-        self.issuer.clone().unwrap_or_else(|| format!("http://{bound}"))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        self.issuer.clone().unwrap_or_else(|| format!("{scheme}://{bound}"))
     }
 
     /// Settings for tests: port 0, cheap argon2, short grace window, the given
@@ -518,6 +540,7 @@ impl Settings {
             auth_code_ttl: Duration::from_secs(60),
             session_ttl: Duration::from_secs(43_200),
             client_secret_overlap: Duration::from_secs(86_400),
+            tls: None,
             allow_weak_password_hashing: true,
         }
     }

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::listener::{
+    Acceptor, AcceptorExt, BoxAcceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener,
+};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 use crate::clock::Clock;
@@ -89,8 +91,34 @@ pub fn master_key(settings: &Settings) -> anyhow::Result<Arc<MasterKey>> {
     Ok(Arc::new(key))
 }
 
+/// Bind the listener, with TLS when configured.
+async fn bind(settings: &Settings) -> anyhow::Result<BoxAcceptor> {
+    let listener = TcpListener::bind(settings.listen);
+    let listen_error = || format!("cannot listen on {}", settings.listen);
+    match &settings.tls {
+        None => Ok(listener.into_acceptor().await.with_context(listen_error)?.boxed()),
+        Some(files) => {
+            let read = |path: &Path, var: &str| {
+                std::fs::read(path).with_context(|| format!("cannot read {var} {}", path.display()))
+            };
+            let cert = read(&files.cert, "LATCHKEY_TLS_CERT")?;
+            let key = read(&files.key, "LATCHKEY_TLS_KEY")?;
+            let config = RustlsConfig::new().fallback(RustlsCertificate::new().cert(cert).key(key));
+            let mut acceptor = listener.rustls(config).into_acceptor().await.with_context(|| {
+                format!("cannot listen with TLS on {} (check the certificate and key)", settings.listen)
+            })?;
+            // poem's rustls acceptor loads its configuration inside the first
+            // `accept()` and resets any connection that wins that race. Poll it
+            // once now, before anyone knows the port, so the configuration is
+            // in place when serving starts.
+            let _ = futures_util::FutureExt::now_or_never(acceptor.accept());
+            Ok(acceptor.boxed())
+        }
+    }
+}
+
 pub struct Application {
-    acceptor: TcpAcceptor,
+    acceptor: BoxAcceptor,
     address: SocketAddr,
     state: AppState,
 }
@@ -112,10 +140,7 @@ impl Application {
             PasswordHasher::new(policy, settings.password_hash_concurrency, settings.password_hash_queue)
                 .await
                 .map_err(|e| e.0)?;
-        let acceptor = TcpListener::bind(settings.listen)
-            .into_acceptor()
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let acceptor = bind(&settings).await?;
         let address = acceptor
             .local_addr()
             .into_iter()

@@ -47,9 +47,8 @@ impl RedirectUri {
         // The URL parser repairs `https:///host` and `https:host`; exact
         // matching needs the string to be what it means.
         let after_scheme = input.get(url.scheme().len()..).unwrap_or_default();
-        if matches!(url.scheme(), "http" | "https")
-            && !(after_scheme.starts_with("://") && !after_scheme.starts_with(":///"))
-        {
+        let web = matches!(url.scheme(), "http" | "https");
+        if web && (!after_scheme.starts_with("://") || after_scheme.starts_with(":///")) {
             return Err(RedirectUriError::NotAbsolute(input.to_owned()));
         }
         if !url.username().is_empty() || url.password().is_some() {

@@ -5,10 +5,16 @@ use poem::{Body, Endpoint, IntoResponse, Request, Response};
 
 use super::error::ErrorBody;
 
+/// Past the limit, at most this much more is read (and discarded) so the
+/// client can receive the 413 instead of a reset connection; beyond it the
+/// connection is simply closed.
+const DRAIN_CAP: u64 = 16 * 1024 * 1024;
+
 /// Refuse bodies over `limit` bytes with 413, whether or not the client
 /// declared a `Content-Length`: a chunked body is read up to the limit and no
 /// further, so memory stays bounded.
 pub async fn limit_body<E: Endpoint>(next: E, mut req: Request, limit: usize) -> poem::Result<Response> {
+    use tokio::io::AsyncReadExt;
     let too_large = || {
         let mut resp = poem_openapi::payload::Json(ErrorBody::new(
             "payload_too_large",
@@ -26,18 +32,21 @@ pub async fn limit_body<E: Endpoint>(next: E, mut req: Request, limit: usize) ->
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    let mut reader = req.take_body().into_async_read();
+    let mut buffer = Vec::new();
+    let within = declared.is_none_or(|len| len <= limit as u64);
+    if within {
+        let read = (&mut reader).take(limit as u64 + 1).read_to_end(&mut buffer).await;
+        if let Err(e) = read {
+            return Err(poem::Error::new(e, poem::http::StatusCode::BAD_REQUEST));
+        }
+    }
+    if !within || buffer.len() > limit {
+        let _ = tokio::io::copy(&mut reader.take(DRAIN_CAP), &mut tokio::io::sink()).await;
         return Ok(too_large());
     }
-    let body = req.take_body();
-    match body.into_bytes_limit(limit).await {
-        Ok(bytes) => {
-            req.set_body(Body::from_bytes(bytes));
-            next.call(req).await.map(IntoResponse::into_response)
-        }
-        Err(poem::error::ReadBodyError::PayloadTooLarge) => Ok(too_large()),
-        Err(e) => Err(e.into()),
-    }
+    req.set_body(Body::from_vec(buffer));
+    next.call(req).await.map(IntoResponse::into_response)
 }
 
 /// Defaults for an identity provider: responses are not cached unless an

@@ -140,7 +140,11 @@ impl Drop for TestDb {
 }
 
 pub struct TestApp {
+    /// Where to connect: `http://127.0.0.1:<port>`, or with TLS the issuer
+    /// `https://localhost:<port>`.
     pub address: String,
+    /// The CA to trust when the app serves HTTPS.
+    pub ca_pem: Option<String>,
     pub client: reqwest::Client,
     pub clock: Arc<MockClock>,
     pub state: AppState,
@@ -156,6 +160,27 @@ pub struct TestAppBuilder {
     db: Option<Arc<TestDb>>,
     clock: Option<Arc<MockClock>>,
     configure: Vec<Configure>,
+    tls: bool,
+}
+
+/// A throwaway CA and a `localhost` certificate it signed, as PEM.
+pub struct TestCa {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf =
+            CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&leaf_key, &ca).unwrap();
+        TestCa { ca_pem: ca.pem(), cert_pem: leaf.pem(), key_pem: leaf_key.serialize_pem() }
+    }
 }
 
 impl TestAppBuilder {
@@ -176,6 +201,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// Serve HTTPS with a certificate from a test CA; the issuer becomes
+    /// `https://localhost:<port>` and the client trusts the CA.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
         init_tracing();
         let db = match self.db {
@@ -183,23 +215,47 @@ impl TestAppBuilder {
             None => Arc::new(TestDb::new(self.backend).await),
         };
         let mut settings = Settings::for_tests(&db.url, db.dir.path());
+        let ca = self.tls.then(|| {
+            let ca = TestCa::new();
+            let (cert, key) = (db.dir.path().join("tls-cert.pem"), db.dir.path().join("tls-key.pem"));
+            std::fs::write(&cert, &ca.cert_pem).unwrap();
+            std::fs::write(&key, &ca.key_pem).unwrap();
+            settings.tls = Some(latchkey::config::TlsFiles { cert, key });
+            ca
+        });
         for f in self.configure {
             f(&mut settings);
         }
         let clock = self.clock.unwrap_or_else(|| Arc::new(MockClock::new()));
+        if ca.is_some() && settings.issuer.is_none() {
+            // The issuer must name the host the certificate is for, so pick
+            // the port before building.
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = probe.local_addr().unwrap().port();
+            drop(probe);
+            settings.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            settings.issuer = Some(format!("https://localhost:{port}"));
+        }
         let app =
             Application::build(settings, clock.clone() as Arc<dyn Clock>).await.expect("application builds");
-        let port = app.port();
         let state = app.state();
+        let address = match &ca {
+            Some(_) => state.issuer().to_owned(),
+            None => format!("http://127.0.0.1:{}", app.port()),
+        };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = stop_rx.await;
         }));
-        let client =
-            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        let mut client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if let Some(ca) = &ca {
+            client =
+                client.add_root_certificate(reqwest::Certificate::from_pem(ca.ca_pem.as_bytes()).unwrap());
+        }
         TestApp {
-            address: format!("http://127.0.0.1:{port}"),
-            client,
+            address,
+            ca_pem: ca.map(|c| c.ca_pem),
+            client: client.build().expect("client"),
             clock,
             state,
             db,
@@ -211,7 +267,7 @@ impl TestAppBuilder {
 
 impl TestApp {
     pub fn builder(backend: Backend) -> TestAppBuilder {
-        TestAppBuilder { backend, db: None, clock: None, configure: Vec::new() }
+        TestAppBuilder { backend, db: None, clock: None, configure: Vec::new(), tls: false }
     }
 
     pub async fn spawn(backend: Backend) -> TestApp {

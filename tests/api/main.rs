@@ -7,11 +7,14 @@
 
 mod helpers;
 mod jwt;
+mod oauth_support;
 
 mod cli;
 mod errors;
 mod health;
 mod keys;
+mod oauth;
+mod oidc_client;
 mod openapi;
 mod refresh;
 mod register_login;
