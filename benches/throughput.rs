@@ -153,6 +153,9 @@ async fn run() {
     );
     let app = Application::build(settings.clone(), Arc::new(SystemClock)).await.unwrap();
     let latchkey = format!("http://{}", app.address());
+    // The ceiling handler shares latchkey's pool, so both see the same
+    // connection settings (WAL, synchronous=NORMAL on SQLite).
+    let shared_db = app.state().db.clone();
     tokio::spawn(app.run_until(std::future::pending()));
     let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
 
@@ -177,7 +180,7 @@ async fn run() {
 
     // --- Refresh rotation vs one single-row UPDATE through a bare handler.
     println!("\nRefresh rotation");
-    let conn = Database::connect(&db.url).await.unwrap();
+    let conn = shared_db;
     conn.execute_unprepared("CREATE TABLE bench_rows (id BIGINT PRIMARY KEY, counter BIGINT NOT NULL)")
         .await
         .unwrap();

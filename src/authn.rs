@@ -22,6 +22,12 @@ use crate::users::{self, User, username};
 /// The client id of latchkey's own JSON API (`/auth/*`).
 pub const FIRST_PARTY_CLIENT_ID: &str = "latchkey";
 
+/// The scope that unlocks `/admin/*`. Only admins get it, only through the
+/// first-party login, and tokens carrying it have `aud` = the issuer, so no
+/// relying service accepts them and no relying service ever receives a
+/// token that latchkey's admin API would accept.
+pub const ADMIN_SCOPE: &str = "latchkey:admin";
+
 /// The tokens of a successful login or refresh (RFC 6749 §5.1).
 #[derive(Clone, Debug)]
 pub struct TokenGrant {
@@ -47,6 +53,11 @@ pub enum LoginError {
     AccountBanned { until: Option<DateTime<Utc>> },
     #[error("too many logins are being processed; retry shortly")]
     Busy,
+    /// Too many attempts: from this address, for this username, or both.
+    #[error("too many sign-in attempts; retry in {retry_after} seconds")]
+    RateLimited { retry_after: u64 },
+    #[error("the scope {0} is not available to this account")]
+    ScopeNotAllowed(String),
     #[error(transparent)]
     Internal(#[from] Internal),
 }
@@ -165,6 +176,10 @@ pub async fn login(
     mut session: SessionRequest,
 ) -> Result<(User, TokenGrant), LoginError> {
     let user = check_password(state, origin, &session.client_id, username_input, password).await?;
+    if session.scope.contains(ADMIN_SCOPE) && !(user.is_admin() && session.client_id == FIRST_PARTY_CLIENT_ID)
+    {
+        return Err(LoginError::ScopeNotAllowed(ADMIN_SCOPE.to_owned()));
+    }
     let now = state.now();
     session.auth_time = now;
     let grant = start_session(state, origin, &user, session, now).await?;
@@ -189,11 +204,17 @@ pub async fn start_session(
             auth_time: session.auth_time,
             origin: origin.clone(),
         };
-        Some(refresh::start(&state.db, &state.families, &state.refresh_codec, now, new).await?)
+        let (family, token, ended) =
+            refresh::start(&state.db, &state.families, &state.refresh_codec, now, new).await?;
+        // Sessions ended by the per-user cap lose their access tokens too.
+        for id in ended {
+            deny_session(state, id, now, refresh::reason::SESSION_LIMIT).await?;
+        }
+        Some((family, token))
     } else {
         None
     };
-    let family_id = family.as_ref().map(|(f, _, _)| f.id);
+    let family_id = family.as_ref().map(|(f, _)| f.id);
     let mut grant = sign_for_user(
         state,
         user,
@@ -208,7 +229,7 @@ pub async fn start_session(
         },
         now,
     )?;
-    grant.refresh_token = family.map(|(_, token, _)| token);
+    grant.refresh_token = family.map(|(_, token)| token);
     audit::record(
         &state.db,
         now,
@@ -222,6 +243,7 @@ pub async fn start_session(
     Ok(grant)
 }
 
+#[derive(Clone)]
 struct SignRequest<'a> {
     client_id: &'a str,
     scope: &'a ScopeSet,
@@ -238,6 +260,10 @@ fn sign_for_user(
     req: &SignRequest<'_>,
     now: DateTime<Utc>,
 ) -> Result<TokenGrant, Internal> {
+    // A user who lost the admin role loses the admin scope at the next refresh.
+    let scope = if user.is_admin() { req.scope.clone() } else { req.scope.without(ADMIN_SCOPE) };
+    let audience = scope.contains(ADMIN_SCOPE).then(|| state.issuer().to_owned());
+    let req = &SignRequest { scope: &scope, ..req.clone() };
     let access = tokens::issue_access(
         &state.keyring,
         &state.tokens,
@@ -250,6 +276,7 @@ fn sign_for_user(
             auth_time: Some(req.auth_time),
             session_id: req.family_id.map(|f| f.to_string()),
             jti: req.jti.clone(),
+            audience,
         },
     )?;
     let id_token = if req.scope.contains("openid") {

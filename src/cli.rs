@@ -126,7 +126,9 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 id_token_signed_response_alg: None,
             };
             let (client, secret) =
-                clients::create(&db, clock.now(), meta).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                clients::create(&db, clock.now(), meta, &clients::id_token_algs(settings.signing_alg))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("client_id: {}", client.client_id);
             if let Some(secret) = secret {
                 println!("client_secret: {secret}");

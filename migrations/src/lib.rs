@@ -17,6 +17,7 @@ mod m20261124_000004_create_clients;
 mod m20261124_000005_create_revocations;
 mod m20261124_000006_create_audit_events;
 mod m20261124_000007_create_authorization_codes;
+mod m20261124_000008_create_revocation_cursor;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000005_create_revocations::Migration),
             Box::new(m20261124_000006_create_audit_events::Migration),
             Box::new(m20261124_000007_create_authorization_codes::Migration),
+            Box::new(m20261124_000008_create_revocation_cursor::Migration),
         ]
     }
 }

@@ -221,7 +221,26 @@ struct Validated {
     id_token_alg: Option<SigningAlg>,
 }
 
-fn validate(meta: ClientMetadata, current: Option<&OAuthClient>) -> Result<Validated, ClientError> {
+/// Scopes with this prefix are latchkey's own permissions.
+pub const RESERVED_PREFIX: &str = "latchkey:";
+/// Lets a client introspect tokens issued to other clients (RFC 7662 §4).
+pub const INTROSPECT_SCOPE: &str = "latchkey:introspect";
+
+/// The algorithms an ID token can be signed with: RS256 always, and the
+/// access-token algorithm.
+pub fn id_token_algs(access_alg: SigningAlg) -> Vec<SigningAlg> {
+    let mut algs = vec![SigningAlg::Rs256];
+    if access_alg != SigningAlg::Rs256 {
+        algs.push(access_alg);
+    }
+    algs
+}
+
+fn validate(
+    meta: ClientMetadata,
+    current: Option<&OAuthClient>,
+    id_algs: &[SigningAlg],
+) -> Result<Validated, ClientError> {
     let bad = |m: String| ClientError::InvalidMetadata(m);
     let client_name = meta
         .client_name
@@ -272,8 +291,18 @@ fn validate(meta: ClientMetadata, current: Option<&OAuthClient>) -> Result<Valid
         Some(s) => ScopeSet::parse(&s).map_err(|e| bad(e.to_string()))?,
         None => current.map(|c| c.scope.clone()).unwrap_or_default(),
     };
+    if let Some(reserved) = scope.iter().find(|s| s.starts_with(RESERVED_PREFIX) && *s != INTROSPECT_SCOPE) {
+        return Err(bad(format!("scope {reserved} is reserved and cannot be granted to a client")));
+    }
     let id_token_alg = match meta.id_token_signed_response_alg {
-        Some(a) => Some(a.parse::<SigningAlg>().map_err(bad)?),
+        Some(a) => {
+            let alg = a.parse::<SigningAlg>().map_err(bad)?;
+            if !id_algs.contains(&alg) {
+                let names: Vec<&str> = id_algs.iter().map(|a| a.as_str()).collect();
+                return Err(bad(format!("id_token_signed_response_alg must be one of {}", names.join(", "))));
+            }
+            Some(alg)
+        }
         None => current.and_then(|c| c.id_token_signed_response_alg),
     };
     // Cross-field rules (RFC 7591 §2.1).
@@ -328,8 +357,9 @@ pub async fn create(
     db: &impl ConnectionTrait,
     now: DateTime<Utc>,
     meta: ClientMetadata,
+    id_algs: &[SigningAlg],
 ) -> Result<(OAuthClient, Option<String>), ClientError> {
-    let v = validate(meta, None)?;
+    let v = validate(meta, None, id_algs)?;
     let (redirect_uris, grant_types, response_types) = to_row(&v)?;
     let (secret, secret_hash) = match v.auth_method {
         AuthMethod::None => (None, None),
@@ -375,9 +405,10 @@ pub async fn update(
     client_id: &str,
     meta: ClientMetadata,
     disabled: Option<bool>,
+    id_algs: &[SigningAlg],
 ) -> Result<(OAuthClient, Option<String>), ClientError> {
     let current = find(db, client_id).await?.ok_or(ClientError::NotFound)?;
-    let v = validate(meta, Some(&current))?;
+    let v = validate(meta, Some(&current), id_algs)?;
     let (redirect_uris, grant_types, response_types) = to_row(&v)?;
     let mut new_secret_value = None;
     let (secret_hash, previous_hash, previous_expires) = match (current.is_confidential(), v.auth_method) {
@@ -449,9 +480,27 @@ mod tests {
         }
     }
 
+    fn validate_default(
+        meta: ClientMetadata,
+        current: Option<&OAuthClient>,
+    ) -> Result<Validated, ClientError> {
+        validate(meta, current, &[SigningAlg::Rs256, SigningAlg::Es256])
+    }
+
+    #[test]
+    fn reserved_scopes_and_missing_keys_are_refused() {
+        let mut m = meta(&["client_credentials"], "client_secret_basic", &[]);
+        m.scope = Some("tasks:read latchkey:admin".into());
+        assert!(validate_default(m.clone(), None).is_err());
+        m.scope = Some("tasks:read latchkey:introspect".into());
+        assert!(validate_default(m.clone(), None).is_ok());
+        m.id_token_signed_response_alg = Some("EdDSA".into());
+        assert!(validate_default(m, None).is_err(), "no EdDSA key exists");
+    }
+
     #[test]
     fn defaults_follow_rfc_7591() {
-        let v = validate(
+        let v = validate_default(
             ClientMetadata {
                 client_name: Some("x".into()),
                 redirect_uris: Some(vec!["https://x.test/cb".into()]),
@@ -468,15 +517,15 @@ mod tests {
     #[test]
     fn inconsistent_metadata_is_refused() {
         assert!(
-            validate(meta(&["authorization_code"], "none", &[]), None).is_err(),
+            validate_default(meta(&["authorization_code"], "none", &[]), None).is_err(),
             "code needs a redirect URI"
         );
         assert!(
-            validate(meta(&["client_credentials"], "none", &[]), None).is_err(),
+            validate_default(meta(&["client_credentials"], "none", &[]), None).is_err(),
             "public + client_credentials"
         );
-        assert!(validate(meta(&["implicit"], "client_secret_basic", &[]), None).is_err());
-        assert!(validate(meta(&["client_credentials"], "private_key_jwt", &[]), None).is_err());
-        assert!(validate(meta(&["client_credentials"], "client_secret_post", &[]), None).is_ok());
+        assert!(validate_default(meta(&["implicit"], "client_secret_basic", &[]), None).is_err());
+        assert!(validate_default(meta(&["client_credentials"], "private_key_jwt", &[]), None).is_err());
+        assert!(validate_default(meta(&["client_credentials"], "client_secret_post", &[]), None).is_ok());
     }
 }

@@ -147,7 +147,7 @@ impl AdminApi {
         origin: ClientOrigin,
         body: Json<ClientRegistration>,
     ) -> Result<ClientCreated, ApiError> {
-        let admin = auth.admin()?;
+        let admin = auth.admin(&state)?;
         let r = body.0;
         let meta = ClientMetadata {
             client_name: Some(r.client_name),
@@ -159,7 +159,8 @@ impl AdminApi {
             id_token_signed_response_alg: r.id_token_signed_response_alg,
         };
         let now = state.now();
-        let (client, secret) = clients::create(&state.db, now, meta).await?;
+        let algs = clients::id_token_algs(state.settings.signing_alg);
+        let (client, secret) = clients::create(&state.db, now, meta, &algs).await?;
         audit::record(
             &state.db,
             now,
@@ -173,7 +174,7 @@ impl AdminApi {
     /// List OAuth clients.
     #[oai(path = "/clients", method = "get", operation_id = "listClients")]
     async fn list_clients(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<ClientList, ApiError> {
-        auth.admin()?;
+        auth.admin(&state)?;
         let now = state.now();
         let all = clients::list(&state.db).await?;
         Ok(ClientList::Ok(Json(all.iter().map(|c| ClientView::new(c, None, now)).collect())))
@@ -187,7 +188,7 @@ impl AdminApi {
         auth: BearerAuth,
         client_id: Path<String>,
     ) -> Result<ClientOk, ApiError> {
-        auth.admin()?;
+        auth.admin(&state)?;
         let client = clients::find(&state.db, &client_id.0)
             .await?
             .ok_or_else(|| ApiError::not_found("no such client"))?;
@@ -204,7 +205,7 @@ impl AdminApi {
         client_id: Path<String>,
         body: Json<ClientUpdate>,
     ) -> Result<ClientOk, ApiError> {
-        let admin = auth.admin()?;
+        let admin = auth.admin(&state)?;
         let u = body.0;
         let meta = ClientMetadata {
             client_name: u.client_name,
@@ -216,7 +217,8 @@ impl AdminApi {
             id_token_signed_response_alg: u.id_token_signed_response_alg,
         };
         let now = state.now();
-        let (client, secret) = clients::update(&state.db, now, &client_id.0, meta, u.disabled).await?;
+        let algs = clients::id_token_algs(state.settings.signing_alg);
+        let (client, secret) = clients::update(&state.db, now, &client_id.0, meta, u.disabled, &algs).await?;
         audit::record(
             &state.db,
             now,
@@ -236,7 +238,7 @@ impl AdminApi {
         origin: ClientOrigin,
         client_id: Path<String>,
     ) -> Result<Deleted, ApiError> {
-        let admin = auth.admin()?;
+        let admin = auth.admin(&state)?;
         crate::admin::delete_client(&state, &origin.0, admin.id, &client_id.0).await?;
         Ok(Deleted::NoContent)
     }
@@ -251,7 +253,7 @@ impl AdminApi {
         origin: ClientOrigin,
         client_id: Path<String>,
     ) -> Result<ClientOk, ApiError> {
-        let admin = auth.admin()?;
+        let admin = auth.admin(&state)?;
         let now = state.now();
         let overlap = crate::clock::delta(state.settings.client_secret_overlap);
         let (client, secret) = clients::rotate_secret(&state.db, now, &client_id.0, overlap).await?;

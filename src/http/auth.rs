@@ -14,7 +14,7 @@ use super::Tag;
 use super::error::ApiError;
 use super::origin::ClientOrigin;
 use super::security::BearerAuth;
-use crate::authn::{self, FIRST_PARTY_CLIENT_ID, SessionRequest, TokenGrant};
+use crate::authn::{self, ADMIN_SCOPE, FIRST_PARTY_CLIENT_ID, SessionRequest, TokenGrant};
 use crate::config::SigningAlg;
 use crate::passwords::Password;
 use crate::scope::ScopeSet;
@@ -79,7 +79,8 @@ pub struct LoginRequest {
     #[oai(validator(max_length = 1024))]
     pub password: String,
     /// Space-separated scopes; defaults to every user scope except `openid`.
-    /// Include `openid` to also receive an `id_token`.
+    /// Include `openid` to also receive an `id_token`. Admins ask for
+    /// `latchkey:admin` to get a token for the admin API (and only for it).
     #[oai(validator(max_length = 2048))]
     pub scope: Option<String>,
 }
@@ -203,17 +204,21 @@ pub enum Me {
 
 pub struct AuthApi;
 
-/// The scope of a password login: what was asked, within the user scopes.
+/// The scope of a password login: what was asked, within the user scopes
+/// (plus the admin scope, which the login then checks against the account).
 fn login_scope(state: &AppState, requested: Option<&str>) -> Result<ScopeSet, ApiError> {
     let allowed = &state.settings.user_scopes;
     match requested {
         None => Ok(allowed.without("openid")),
         Some(text) => {
             let scope = ScopeSet::parse(text).map_err(ApiError::validation)?;
-            if scope.is_subset(allowed) {
+            if scope.without(ADMIN_SCOPE).is_subset(allowed) {
                 Ok(scope)
             } else {
-                Err(ApiError::bad_request("invalid_scope", format!("allowed scopes are: {allowed}")))
+                Err(ApiError::bad_request(
+                    "invalid_scope",
+                    format!("allowed scopes are: {allowed} {ADMIN_SCOPE}"),
+                ))
             }
         }
     }

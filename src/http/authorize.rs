@@ -8,10 +8,17 @@
 //!   other login, a browser session started, the code sent with a 303.
 //! - `GET/POST /oauth/logout` is the OIDC RP-Initiated Logout endpoint.
 //!
-//! CSRF uses a signed double submit: a random cookie, and in the form
-//! `HMAC(key, cookie)`. A cross-site page can neither read the cookie nor
-//! compute the MAC, and a cookie planted from a sibling domain has no
-//! matching MAC.
+//! CSRF protection has three layers. The CSRF cookie is minted by the server
+//! (`r.HMAC(key, r)`): a value the server did not mint is refused. The form
+//! carries `HMAC(key, "form" ‖ r)`, which a cross-site page can neither read
+//! nor compute. And a POST whose `Origin` is not the issuer's, or whose
+//! `Sec-Fetch-Site` is `cross-site`, is refused — which also stops a sibling
+//! domain from planting a cookie it obtained through its own visit.
+//!
+//! A signed-in browser is sent straight back to a confidential client (the
+//! code is useless without the client's secret). A public client gets a
+//! "Continue as …" confirmation first: its redirect URI proves nothing about
+//! who is listening (RFC 8252 §8.6).
 
 use poem::Request;
 use poem::web::Data;
@@ -77,6 +84,8 @@ impl AuthorizeResponse {
 /// the CSRF token, and the credentials.
 #[derive(Object, Deserialize, Debug)]
 pub struct AuthorizeForm {
+    /// Set by the "Continue as …" form: use the browser session, no password.
+    pub continue_session: Option<String>,
     pub response_type: Option<String>,
     pub client_id: Option<String>,
     pub redirect_uri: Option<String>,
@@ -87,8 +96,8 @@ pub struct AuthorizeForm {
     pub code_challenge_method: Option<String>,
     pub max_age: Option<String>,
     pub csrf_token: Option<String>,
-    pub username: String,
-    pub password: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 #[derive(Object, Deserialize, Debug)]
@@ -134,14 +143,49 @@ impl Cookies {
 const SESSION: &str = "lk_session";
 const CSRF: &str = "lk_csrf";
 
-fn csrf_token(state: &AppState, cookie: &str) -> String {
-    crypto::b64url(&crypto::hmac_sha256(&state.master.derive("csrf/v1"), &[b"csrf|", cookie.as_bytes()]))
+fn csrf_mac(state: &AppState, label: &[u8], random: &str) -> String {
+    crypto::b64url(&crypto::hmac_sha256(&state.master.derive("csrf/v1"), &[label, b"|", random.as_bytes()]))
 }
 
-fn csrf_ok(state: &AppState, cookie: Option<&str>, token: Option<&str>) -> bool {
-    match (cookie, token) {
-        (Some(cookie), Some(token)) => {
-            crypto::constant_time_eq(csrf_token(state, cookie).as_bytes(), token.as_bytes())
+/// The random part of a CSRF cookie this server minted (`random.MAC`).
+fn minted(state: &AppState, cookie: &str) -> Option<String> {
+    let (random, mac) = cookie.split_once('.')?;
+    let expected = csrf_mac(state, b"cookie", random);
+    crypto::constant_time_eq(expected.as_bytes(), mac.as_bytes()).then(|| random.to_owned())
+}
+
+/// The form token for the browser's CSRF cookie, minting the cookie (and
+/// returning its `Set-Cookie`) when the browser has no valid one.
+fn csrf_for_form(state: &AppState, req: &Request) -> (String, Option<String>) {
+    let cookies = Cookies::new(state);
+    let (random, set_cookie) = match cookies.read(req, CSRF).and_then(|c| minted(state, &c)) {
+        Some(random) => (random, None),
+        None => {
+            let random = crypto::random_token::<16>();
+            let value = format!("{random}.{}", csrf_mac(state, b"cookie", &random));
+            (random, Some(cookies.set(CSRF, &value, 3600)))
+        }
+    };
+    (csrf_mac(state, b"form", &random), set_cookie)
+}
+
+/// Is this POST a genuine submission of one of our forms?
+fn csrf_ok(state: &AppState, req: &Request, token: Option<&str>) -> bool {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if header("sec-fetch-site") == Some("cross-site") {
+        return false;
+    }
+    if let Some(origin) = header("origin") {
+        let ours =
+            url::Url::parse(state.issuer()).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+        if origin != ours {
+            return false;
+        }
+    }
+    let random = Cookies::new(state).read(req, CSRF).and_then(|c| minted(state, &c));
+    match (random, token) {
+        (Some(random), Some(token)) => {
+            crypto::constant_time_eq(csrf_mac(state, b"form", &random).as_bytes(), token.as_bytes())
         }
         _ => false,
     }
@@ -162,7 +206,7 @@ fn hidden_fields(req: &AuthorizationRequest) -> String {
     fields.iter().filter_map(|(name, value)| value.as_deref().map(|v| html::hidden(name, v))).collect()
 }
 
-/// Render the sign-in form, reusing the CSRF cookie when there is one.
+/// Render the sign-in form.
 fn login_form(
     state: &AppState,
     req: &Request,
@@ -170,23 +214,53 @@ fn login_form(
     v: &ValidAuthorization,
     error: Option<&str>,
 ) -> AuthorizeResponse {
-    let cookies = Cookies::new(state);
-    let (cookie_value, set_cookie) = match cookies.read(req, CSRF).filter(|c| c.len() == 22) {
-        Some(existing) => (existing, None),
-        None => {
-            let fresh = crypto::random_token::<16>();
-            let header = cookies.set(CSRF, &fresh, 3600);
-            (fresh, Some(header))
-        }
-    };
+    let (token, set_cookie) = csrf_for_form(state, req);
     let mut fields = hidden_fields(auth);
-    fields.push_str(&html::hidden("csrf_token", &csrf_token(state, &cookie_value)));
+    fields.push_str(&html::hidden("csrf_token", &token));
     let action = format!("{}/oauth/authorize", state.issuer());
     let username = v.login_hint.as_deref().unwrap_or_default();
     AuthorizeResponse::page(
         html::login_page(&action, &v.client.client_name, &fields, username, error),
         set_cookie,
     )
+}
+
+/// "Continue as …" for a signed-in user and a public client.
+fn continue_form(
+    state: &AppState,
+    req: &Request,
+    auth: &AuthorizationRequest,
+    v: &ValidAuthorization,
+    username: &str,
+) -> AuthorizeResponse {
+    let (token, set_cookie) = csrf_for_form(state, req);
+    let mut fields = hidden_fields(auth);
+    fields.push_str(&html::hidden("csrf_token", &token));
+    let action = format!("{}/oauth/authorize", state.issuer());
+    let mut switch = auth.clone();
+    switch.prompt = Some("login".into());
+    let query = serde_urlencoded::to_string(&switch).unwrap_or_default();
+    let switch_url = format!("{}/oauth/authorize?{query}", state.issuer());
+    AuthorizeResponse::page(
+        html::continue_page(&action, &v.client.client_name, username, &fields, &switch_url),
+        set_cookie,
+    )
+}
+
+/// The browser session, if it is live and good enough for this request.
+async fn usable_session(
+    state: &AppState,
+    req: &Request,
+    v: &ValidAuthorization,
+) -> Result<Option<(crate::users::User, chrono::DateTime<chrono::Utc>)>, Internal> {
+    let now = state.now();
+    let Some(cookie) = Cookies::new(state).read(req, SESSION) else { return Ok(None) };
+    let Some(session) = sessions::find(&state.db, now, &cookie).await? else { return Ok(None) };
+    if !v.accepts_session(session.auth_time, now) {
+        return Ok(None);
+    }
+    let user = crate::users::find(&state.db, session.user_id).await?.filter(|u| u.can_authenticate(now));
+    Ok(user.map(|u| (u, session.auth_time)))
 }
 
 /// Issue a code and build the redirect back to the client.
@@ -243,8 +317,9 @@ impl AuthorizeApi {
     /// Authorization endpoint (RFC 6749 §4.1.1, OIDC Core §3.1.2).
     ///
     /// `response_type=code` only; PKCE with `S256` is required for public
-    /// clients and accepted for confidential ones. Shows a sign-in page, or
-    /// redirects straight back when the browser already has a session.
+    /// clients and accepted for confidential ones. Shows a sign-in page; a
+    /// signed-in browser goes straight back to a confidential client, or
+    /// confirms on a page for a public one.
     #[oai(path = "/authorize", method = "get", operation_id = "oauthAuthorize")]
     #[allow(clippy::too_many_arguments)]
     async fn authorize(
@@ -280,38 +355,33 @@ impl AuthorizeApi {
             Ok(v) => v,
             Err(e) => return error_response(&state, e),
         };
-        let now = state.now();
-        let cookies = Cookies::new(&state);
-        let session = match cookies.read(req, SESSION) {
-            Some(cookie) => match sessions::find(&state.db, now, &cookie).await {
-                Ok(s) => s,
-                Err(e) => return error_response(&state, e.into()),
-            },
-            None => None,
+        let session = match usable_session(&state, req, &v).await {
+            Ok(s) => s,
+            Err(e) => return error_response(&state, e.into()),
         };
-        if let Some(session) = session.filter(|s| v.accepts_session(s.auth_time, now)) {
-            let user = match crate::users::find(&state.db, session.user_id).await {
-                Ok(u) => u.filter(|u| u.can_authenticate(now)),
-                Err(e) => return error_response(&state, e.into()),
-            };
-            if let Some(user) = user {
-                return match issue_code(&state, &v, user.id, session.auth_time).await {
+        match session {
+            Some((user, auth_time)) if v.client.is_confidential() => {
+                match issue_code(&state, &v, user.id, auth_time).await {
                     Ok(location) => AuthorizeResponse::Found(location, None),
                     Err(e) => error_response(&state, e.into()),
-                };
+                }
             }
-        }
-        if v.prompt == Prompt::None {
-            return redirect_error(
+            Some(_) if v.prompt == Prompt::None => {
+                let error =
+                    OAuthError::new(ErrorCode::InteractionRequired, "the user must confirm this client");
+                redirect_error(&state, &v, error)
+            }
+            Some((user, _)) => continue_form(&state, req, &auth, &v, &user.username),
+            None if v.prompt == Prompt::None => redirect_error(
                 &state,
                 &v,
                 OAuthError::new(ErrorCode::LoginRequired, "the user is not signed in"),
-            );
+            ),
+            None => login_form(&state, req, &auth, &v, None),
         }
-        login_form(&state, req, &auth, &v, None)
     }
 
-    /// The sign-in form's submission.
+    /// The sign-in form's submission (or the "Continue as …" confirmation).
     #[oai(path = "/authorize", method = "post", operation_id = "oauthAuthorizeLogin")]
     async fn authorize_login(
         &self,
@@ -321,8 +391,7 @@ impl AuthorizeApi {
         form: Form<AuthorizeForm>,
     ) -> AuthorizeResponse {
         let form = form.0;
-        let cookies = Cookies::new(&state);
-        if !csrf_ok(&state, cookies.read(req, CSRF).as_deref(), form.csrf_token.as_deref()) {
+        if !csrf_ok(&state, req, form.csrf_token.as_deref()) {
             return AuthorizeResponse::forbidden(
                 "This sign-in form has expired or did not come from this server.",
             );
@@ -338,21 +407,37 @@ impl AuthorizeApi {
             code_challenge_method: form.code_challenge_method,
             prompt: None,
             max_age: form.max_age,
-            login_hint: Some(form.username.clone()),
+            login_hint: form.username.clone(),
         };
         let v = match authorize::validate(&state.db, &auth).await {
             Ok(v) => v,
             Err(e) => return error_response(&state, e),
         };
-        let Ok(password) = Password::presented(&form.password) else {
+        if form.continue_session.is_some() {
+            return match usable_session(&state, req, &v).await {
+                Ok(Some((user, auth_time))) => match issue_code(&state, &v, user.id, auth_time).await {
+                    Ok(location) => AuthorizeResponse::SeeOther(location, None),
+                    Err(e) => error_response(&state, e.into()),
+                },
+                Ok(None) => {
+                    login_form(&state, req, &auth, &v, Some("Your session has ended. Please sign in."))
+                }
+                Err(e) => error_response(&state, e.into()),
+            };
+        }
+        let (Some(username), Some(password)) = (form.username.as_deref(), form.password.as_deref()) else {
+            return login_form(&state, req, &auth, &v, Some("Enter your username and password."));
+        };
+        let Ok(password) = Password::presented(password) else {
             return login_form(&state, req, &auth, &v, Some("Invalid username or password."));
         };
         let user =
-            match authn::check_password(&state, &origin.0, &v.client.client_id, &form.username, &password)
-                .await
-            {
+            match authn::check_password(&state, &origin.0, &v.client.client_id, username, &password).await {
                 Ok(user) => user,
                 Err(LoginError::Internal(e)) => return error_response(&state, e.into()),
+                Err(LoginError::InvalidCredentials) => {
+                    return login_form(&state, req, &auth, &v, Some("Invalid username or password."));
+                }
                 Err(LoginError::Busy) => {
                     return login_form(
                         &state,
@@ -362,12 +447,7 @@ impl AuthorizeApi {
                         Some("Too many sign-ins right now. Please try again."),
                     );
                 }
-                Err(e @ (LoginError::AccountDisabled | LoginError::AccountBanned { .. })) => {
-                    return login_form(&state, req, &auth, &v, Some(&format!("Sign-in refused: {e}.")));
-                }
-                Err(LoginError::InvalidCredentials) => {
-                    return login_form(&state, req, &auth, &v, Some("Invalid username or password."));
-                }
+                Err(e) => return login_form(&state, req, &auth, &v, Some(&format!("Sign-in refused: {e}."))),
             };
         let now = state.now();
         let ttl = crate::clock::delta(state.settings.session_ttl);
@@ -377,6 +457,7 @@ impl AuthorizeApi {
             Ok::<_, Internal>((cookie, location))
         }
         .await;
+        let cookies = Cookies::new(&state);
         match result {
             Ok((cookie, location)) => {
                 AuthorizeResponse::SeeOther(location, Some(cookies.set(SESSION, &cookie, ttl.num_seconds())))
@@ -387,9 +468,9 @@ impl AuthorizeApi {
 
     /// End-session endpoint (OIDC RP-Initiated Logout 1.0).
     ///
-    /// With a valid `id_token_hint` the browser session ends at once;
-    /// otherwise the user confirms on a page. `post_logout_redirect_uri` must
-    /// be a registered redirect URI of the client.
+    /// With an `id_token_hint` for the signed-in user the browser session
+    /// ends at once; otherwise the user confirms on a page.
+    /// `post_logout_redirect_uri` must be a registered redirect URI of the client.
     #[oai(path = "/logout", method = "get", operation_id = "oauthLogout")]
     async fn logout(
         &self,
@@ -416,19 +497,25 @@ impl AuthorizeApi {
             Ok(t) => t,
             Err(message) => return AuthorizeResponse::invalid(&message),
         };
-        if hinted.is_some() {
+        // Sign out at once only when the hint names the signed-in user (or
+        // nobody is signed in); any other ID token gets the confirmation page.
+        let session_user = match Cookies::new(&state).read(req, SESSION) {
+            Some(cookie) => match sessions::find(&state.db, now, &cookie).await {
+                Ok(s) => s.map(|s| s.user_id.to_string()),
+                Err(e) => return error_response(&state, e.into()),
+            },
+            None => None,
+        };
+        let immediate = match (&hinted, &session_user) {
+            (Some((sub, _)), Some(user)) => sub == user,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if immediate {
             return finish_logout(&state, req, target, state_param.0.as_deref()).await;
         }
-        let cookies = Cookies::new(&state);
-        let (csrf_value, set_cookie) = match cookies.read(req, CSRF).filter(|c| c.len() == 22) {
-            Some(existing) => (existing, None),
-            None => {
-                let fresh = crypto::random_token::<16>();
-                let header = cookies.set(CSRF, &fresh, 3600);
-                (fresh, Some(header))
-            }
-        };
-        let mut fields = html::hidden("csrf_token", &csrf_token(&state, &csrf_value));
+        let (token, set_cookie) = csrf_for_form(&state, req);
+        let mut fields = html::hidden("csrf_token", &token);
         for (name, value) in
             [("client_id", &client_id), ("post_logout_redirect_uri", &target), ("state", &state_param.0)]
         {
@@ -449,8 +536,7 @@ impl AuthorizeApi {
         form: Form<LogoutForm>,
     ) -> AuthorizeResponse {
         let form = form.0;
-        let cookies = Cookies::new(&state);
-        if !csrf_ok(&state, cookies.read(req, CSRF).as_deref(), form.csrf_token.as_deref()) {
+        if !csrf_ok(&state, req, form.csrf_token.as_deref()) {
             return AuthorizeResponse::forbidden(
                 "This sign-out form has expired or did not come from this server.",
             );

@@ -181,6 +181,10 @@ impl From<LoginError> for ApiError {
                 },
             ),
             LoginError::Busy => ApiError::busy(e.to_string()),
+            LoginError::RateLimited { retry_after } => {
+                ApiError::TooManyRequests(Json(ErrorBody::new("rate_limited", e.to_string())), retry_after)
+            }
+            LoginError::ScopeNotAllowed(_) => ApiError::bad_request("invalid_scope", e.to_string()),
             LoginError::Internal(i) => ApiError::internal(&i),
         }
     }
@@ -299,6 +303,9 @@ impl From<crate::oauth::OAuthError> for OAuthErrorResponse {
     fn from(e: crate::oauth::OAuthError) -> Self {
         use crate::oauth::ErrorCode;
         let body = Json(ErrorBody::new(e.code.as_str(), e.description.clone()));
+        if let Some(seconds) = e.retry_after {
+            return OAuthErrorResponse::TooManyRequests(body, seconds);
+        }
         match e.code {
             ErrorCode::InvalidClient => {
                 OAuthErrorResponse::InvalidClient(body, "Basic realm=\"latchkey\", charset=\"UTF-8\"".into())

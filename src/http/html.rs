@@ -69,6 +69,29 @@ pub fn login_page(
     page(&format!("Sign in to {client_name}"), &body)
 }
 
+/// "Continue as …": a signed-in user confirms before a public client gets a
+/// code (RFC 8252 §8.6: its redirect URI does not prove who it is).
+pub fn continue_page(
+    action: &str,
+    client_name: &str,
+    username: &str,
+    hidden_fields: &str,
+    switch_url: &str,
+) -> String {
+    let body = format!(
+        "<h1>Continue?</h1>\n<p><strong>{client}</strong> wants to sign you in as <strong>{user}</strong>.</p>\n\
+         <form method=\"post\" action=\"{action}\">\n{hidden_fields}{continue_field}\
+         <button type=\"submit\">Continue as {user}</button>\n</form>\n\
+         <p><a href=\"{switch}\">Use another account</a></p>",
+        client = escape(client_name),
+        user = escape(username),
+        action = escape(action),
+        continue_field = hidden("continue_session", "1"),
+        switch = escape(switch_url),
+    );
+    page(&format!("Continue to {client_name}"), &body)
+}
+
 /// A page that explains a problem; nothing to do but go back.
 pub fn error_page(message: &str) -> String {
     page(

@@ -9,7 +9,7 @@ use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 
 use super::error::ApiError;
-use crate::authn::{self, Principal};
+use crate::authn::{self, ADMIN_SCOPE, FIRST_PARTY_CLIENT_ID, Principal};
 use crate::state::AppState;
 use crate::users::User;
 
@@ -34,13 +34,22 @@ impl BearerAuth {
             .ok_or_else(|| ApiError::forbidden("forbidden", "this endpoint needs a user token"))
     }
 
-    /// The user, who must hold the `admin` role.
-    pub fn admin(&self) -> Result<&User, ApiError> {
+    /// The user, who must hold the `admin` role now, with a first-party
+    /// token carrying the admin scope and audience (see [`ADMIN_SCOPE`]).
+    pub fn admin(&self, state: &AppState) -> Result<&User, ApiError> {
         let user = self.user()?;
-        if user.is_admin() {
-            Ok(user)
-        } else {
-            Err(ApiError::forbidden("forbidden", "this endpoint needs the admin role"))
+        if !user.is_admin() {
+            return Err(ApiError::forbidden("forbidden", "this endpoint needs the admin role"));
         }
+        let claims = &self.0.claims;
+        let admin_token = claims.client_id == FIRST_PARTY_CLIENT_ID
+            && claims.scopes().any(|s| s == ADMIN_SCOPE)
+            && claims.aud.iter().any(|a| a == state.issuer());
+        if !admin_token {
+            return Err(ApiError::insufficient_scope(
+                "sign in to latchkey with scope latchkey:admin to use the admin API",
+            ));
+        }
+        Ok(user)
     }
 }

@@ -155,8 +155,10 @@ pub enum ChainAction {
 
 /// Decide whether a chain needs a new key.
 ///
-/// - An empty chain gets a key that signs at once: nobody can hold a cached
-///   JWKS of a chain that never existed.
+/// - On a fresh install (no key at all) an empty chain gets a key that signs
+///   at once: no JWKS has ever been served, so none can be cached. A chain
+///   added to a running deployment waits for the publication lead like any
+///   new key.
 /// - Otherwise, when no next key exists, create one that activates one
 ///   rotation interval after the current one, and never sooner than
 ///   `publish_lead` from now (so every cache has seen it before it signs).
@@ -164,6 +166,7 @@ pub enum ChainAction {
 ///   `LATCHKEY_SIGNING_ALG`), the new key activates as soon as that is safe.
 pub fn plan_chain(
     chain: &[(&KeyMeta, &KeyStatus)],
+    fresh_install: bool,
     max_generation: i64,
     desired_alg: SigningAlg,
     now: DateTime<Utc>,
@@ -172,7 +175,8 @@ pub fn plan_chain(
 ) -> ChainAction {
     let live: Vec<_> = chain.iter().filter(|(_, s)| s.state != KeyState::Retired).collect();
     if live.is_empty() {
-        return ChainAction::Create { generation: max_generation + 1, activates_at: now };
+        let activates_at = if fresh_install { now } else { now + publish_lead };
+        return ChainAction::Create { generation: max_generation + 1, activates_at };
     }
     let has_next = live.iter().any(|(k, s)| s.state == KeyState::Next && k.alg == desired_alg);
     if has_next {
@@ -243,15 +247,33 @@ mod tests {
         let st = evaluate(keys, t(now), TimeDelta::seconds(100));
         let chain: Vec<_> = keys.iter().zip(st.iter()).collect();
         let max = keys.iter().map(|k| k.generation).max().unwrap_or(0);
-        plan_chain(&chain, max, alg, t(now), TimeDelta::seconds(10_000), TimeDelta::seconds(400))
+        plan_chain(
+            &chain,
+            keys.is_empty(),
+            max,
+            alg,
+            t(now),
+            TimeDelta::seconds(10_000),
+            TimeDelta::seconds(400),
+        )
     }
 
     #[test]
-    fn an_empty_chain_gets_a_key_that_signs_now() {
+    fn an_empty_chain_signs_at_once_only_on_a_fresh_install() {
         assert_eq!(
             plan(&[], 5, SigningAlg::Es256),
             ChainAction::Create { generation: 1, activates_at: t(5) }
         );
+        let action = plan_chain(
+            &[],
+            false,
+            0,
+            SigningAlg::Es256,
+            t(5),
+            TimeDelta::seconds(10_000),
+            TimeDelta::seconds(400),
+        );
+        assert_eq!(action, ChainAction::Create { generation: 1, activates_at: t(405) });
     }
 
     #[test]

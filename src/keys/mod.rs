@@ -74,7 +74,9 @@ impl KeyPolicy {
 pub struct LoadedKey {
     pub meta: KeyMeta,
     pub public_jwk: Jwk,
-    signer: Box<dyn JwsSigner>,
+    /// Only next and current keys carry their private half: a previous key
+    /// never signs again, so it is never unsealed.
+    signer: Option<Box<dyn JwsSigner>>,
     verifier: Box<dyn JwsVerifier>,
 }
 
@@ -85,8 +87,8 @@ impl LoadedKey {
     pub fn alg(&self) -> SigningAlg {
         self.meta.alg
     }
-    pub fn signer(&self) -> &dyn JwsSigner {
-        self.signer.as_ref()
+    pub fn signer(&self) -> Option<&dyn JwsSigner> {
+        self.signer.as_deref()
     }
     pub fn verifier(&self) -> &dyn JwsVerifier {
         self.verifier.as_ref()
@@ -184,9 +186,12 @@ impl KeyRing {
             if !status.state.is_published() {
                 continue;
             }
+            let may_sign = matches!(status.state, KeyState::Next | KeyState::Current);
             match previous.keys.iter().find(|k| k.meta.kid == meta.kid) {
-                Some(loaded) if loaded.meta == meta => keys.push(Arc::clone(loaded)),
-                _ => keys.push(Arc::new(self.open(row, meta)?)),
+                Some(loaded) if loaded.meta == meta && (loaded.signer.is_some() || !may_sign) => {
+                    keys.push(Arc::clone(loaded));
+                }
+                _ => keys.push(Arc::new(self.open(row, meta, may_sign)?)),
             }
         }
         self.snapshot.store(Arc::new(Snapshot { keys }));
@@ -194,11 +199,15 @@ impl KeyRing {
         Ok(())
     }
 
-    fn open(&self, row: &signing_keys::Model, meta: KeyMeta) -> Result<LoadedKey> {
-        let der = self.master.unseal(&row.kid, &row.private_key_sealed)?;
+    fn open(&self, row: &signing_keys::Model, meta: KeyMeta, may_sign: bool) -> Result<LoadedKey> {
         let public_jwk = Jwk::from_bytes(row.public_jwk.as_bytes())
             .with_context(|| format!("stored public JWK of {} is invalid", row.kid))?;
-        let signer = material::signer(meta.alg, &meta.kid, &der)?;
+        let signer = if may_sign {
+            let der = self.master.unseal(&row.kid, &row.private_key_sealed)?;
+            Some(material::signer(meta.alg, &meta.kid, &der)?)
+        } else {
+            None
+        };
         let verifier = material::verifier(meta.alg, &public_jwk)?;
         Ok(LoadedKey { meta, public_jwk, signer, verifier })
     }
@@ -259,6 +268,7 @@ impl KeyRing {
             .iter()
             .filter(|k| {
                 k.meta.purpose == purpose
+                    && k.signer.is_some()
                     && k.meta.activates_at <= now
                     && k.meta.retired_at.is_none_or(|r| r > now)
             })
@@ -365,6 +375,7 @@ async fn maintain_chains(
         let alg = policy.alg_for(purpose);
         let action = lifecycle::plan_chain(
             &chain,
+            rows.is_empty(),
             max_generation,
             alg,
             now,

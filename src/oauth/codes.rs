@@ -77,14 +77,19 @@ pub struct Redemption {
     pub access_jti: String,
 }
 
-/// Redeem `code` for `client_id`: refuse unknown, foreign, expired or used
-/// codes; mark it used and reserve the identifiers in one statement.
+/// How long after a code expires a second redemption still counts as reuse
+/// (and revokes); later it is just an invalid code.
+pub const REUSE_WINDOW: TimeDelta = TimeDelta::minutes(10);
+
+/// Redeem `code` for `client_id`. `matches` checks the request against the
+/// stored code (redirect URI, PKCE); the code is only spent if it holds.
 pub async fn redeem(
     db: &impl ConnectionTrait,
     now: DateTime<Utc>,
     code: &str,
     client_id: &str,
     access_ttl: TimeDelta,
+    matches: impl Fn(&authorization_codes::Model) -> bool,
 ) -> Result<Redemption, CodeError> {
     if code.len() > 256 {
         return Err(CodeError::Invalid);
@@ -92,12 +97,16 @@ pub async fn redeem(
     let hash = crypto::sha256(code.as_bytes()).to_vec();
     let row =
         Codes::find_by_id(hash.clone()).one(db).await.map_err(Internal::from)?.ok_or(CodeError::Invalid)?;
-    // Another client's code: refuse without burning it.
-    if row.client_id != client_id {
+    // Another client's code, or a request that does not match it (wrong
+    // redirect URI, wrong or missing verifier): refuse without spending it.
+    if row.client_id != client_id || !matches(&row) {
         return Err(CodeError::Invalid);
     }
     if row.used_at.is_some() {
-        return Err(flag_reuse(db, now, row).await?);
+        if now < row.expires_at + REUSE_WINDOW {
+            return Err(flag_reuse(db, now, row).await?);
+        }
+        return Err(CodeError::Invalid);
     }
     if row.expires_at <= now {
         return Err(CodeError::Invalid);

@@ -156,6 +156,7 @@ fn client_credentials(
             auth_time: None,
             session_id: None,
             jti: None,
+            audience: None,
         },
     )?;
     Ok(TokenGrant {
@@ -180,35 +181,40 @@ async fn authorization_code(
     let code = required(&req.code, "code")?;
     let redirect_uri = required(&req.redirect_uri, "redirect_uri")?;
     let now = state.now();
-    let redemption =
-        match codes::redeem(&state.db, now, code, &client.client_id, state.tokens.access_ttl).await {
-            Ok(r) => r,
-            Err(CodeError::Reused { family_id, access_jti, access_expires_at }) => {
-                revoke_issued(state, now, family_id, access_jti, access_expires_at).await?;
-                return Err(OAuthError::invalid_grant("the authorization code was already used"));
+    let confidential = client.is_confidential();
+    let verifier = req.code_verifier.as_deref();
+    // RFC 6749 §4.1.3 redirect URI binding and RFC 7636 §4.6 PKCE.
+    let matches = |row: &crate::entities::authorization_codes::Model| {
+        row.redirect_uri == redirect_uri
+            && match (&row.code_challenge, verifier) {
+                (Some(challenge), Some(v)) => pkce::verify_s256(challenge, v),
+                (Some(_), None) | (None, Some(_)) => false,
+                (None, None) => confidential,
             }
-            Err(CodeError::Invalid) => {
-                return Err(OAuthError::invalid_grant("the authorization code is invalid or expired"));
-            }
-            Err(CodeError::Internal(i)) => return Err(i.into()),
-        };
+    };
+    let redemption = match codes::redeem(
+        &state.db,
+        now,
+        code,
+        &client.client_id,
+        state.tokens.access_ttl,
+        matches,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(CodeError::Reused { family_id, access_jti, access_expires_at }) => {
+            revoke_issued(state, now, family_id, access_jti, access_expires_at).await?;
+            return Err(OAuthError::invalid_grant("the authorization code was already used"));
+        }
+        Err(CodeError::Invalid) => {
+            return Err(OAuthError::invalid_grant(
+                "the authorization code is invalid, expired, or does not match redirect_uri and code_verifier",
+            ));
+        }
+        Err(CodeError::Internal(i)) => return Err(i.into()),
+    };
     let row = &redemption.row;
-    if row.redirect_uri != redirect_uri {
-        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
-    }
-    match (&row.code_challenge, &req.code_verifier) {
-        (Some(challenge), Some(verifier)) if pkce::verify_s256(challenge, verifier) => {}
-        (Some(_), _) => {
-            return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"));
-        }
-        (None, Some(_)) => {
-            return Err(OAuthError::invalid_grant("code_verifier sent, but no code_challenge was"));
-        }
-        (None, None) if !client.is_confidential() => {
-            return Err(OAuthError::invalid_grant("public clients must use PKCE"));
-        }
-        (None, None) => {}
-    }
     let user = users::find(&state.db, row.user_id)
         .await?
         .filter(|u| u.can_authenticate(now))

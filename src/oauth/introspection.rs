@@ -1,14 +1,15 @@
 //! Token introspection (RFC 7662).
 //!
-//! Any authenticated confidential client (typically a resource server) may
-//! introspect access tokens; refresh tokens only by the client they were
-//! issued to. `active` is false for anything that would not be honoured right
+//! A confidential client may introspect the tokens issued to it; a client
+//! registered with the `latchkey:introspect` scope (a resource server) may
+//! introspect any access token (RFC 7662 §4: the server decides who may
+//! learn what). Refresh tokens only ever by the client they were issued to. `active` is false for anything that would not be honoured right
 //! now: a bad signature, expiry, a deny-list entry, a banned or deleted user,
 //! a refresh token that is not its family's current one.
 
 use chrono::{DateTime, Utc};
 
-use crate::clients::OAuthClient;
+use crate::clients::{INTROSPECT_SCOPE, OAuthClient};
 use crate::error::Internal;
 use crate::refresh::{self, RefreshToken};
 use crate::revocation;
@@ -63,7 +64,8 @@ pub async fn introspect(
         }
     }
     if let Ok(claims) = tokens::verify_access(&state.keyring, &state.tokens, now, token) {
-        if revocation::is_denied(&state.db, &claims, now).await? {
+        let may_see = claims.client_id == client.client_id || client.scope.contains(INTROSPECT_SCOPE);
+        if !may_see || revocation::is_denied(&state.db, &claims, now).await? {
             return Ok(Introspection::inactive());
         }
         let username = if claims.is_client_token() {

@@ -40,6 +40,7 @@ pub enum ErrorCode {
     ServerError,
     TemporarilyUnavailable,
     LoginRequired,
+    InteractionRequired,
 }
 
 impl ErrorCode {
@@ -56,6 +57,7 @@ impl ErrorCode {
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
             ErrorCode::LoginRequired => "login_required",
+            ErrorCode::InteractionRequired => "interaction_required",
         }
     }
 }
@@ -68,11 +70,13 @@ pub struct OAuthError {
     pub description: String,
     /// The cause of a `server_error`, for the log only.
     pub internal: Option<Internal>,
+    /// Set when the request was throttled: answer 429 with `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
-        OAuthError { code, description: description.into(), internal: None }
+        OAuthError { code, description: description.into(), internal: None, retry_after: None }
     }
 
     pub fn invalid_request(description: impl Into<String>) -> Self {
@@ -94,6 +98,15 @@ impl OAuthError {
     pub fn unauthorized_client(description: impl Into<String>) -> Self {
         Self::new(ErrorCode::UnauthorizedClient, description)
     }
+
+    /// RFC 6749 has no rate-limit code: `temporarily_unavailable`, sent with
+    /// status 429 and `Retry-After`.
+    pub fn throttled(retry_after: u64, description: impl Into<String>) -> Self {
+        OAuthError {
+            retry_after: Some(retry_after),
+            ..Self::new(ErrorCode::TemporarilyUnavailable, description)
+        }
+    }
 }
 
 impl From<Internal> for OAuthError {
@@ -102,6 +115,7 @@ impl From<Internal> for OAuthError {
             code: ErrorCode::ServerError,
             description: "an unexpected error occurred".into(),
             internal: Some(e),
+            retry_after: None,
         }
     }
 }
@@ -111,6 +125,8 @@ impl From<LoginError> for OAuthError {
         match e {
             LoginError::Internal(i) => i.into(),
             LoginError::Busy => Self::new(ErrorCode::TemporarilyUnavailable, e.to_string()),
+            LoginError::ScopeNotAllowed(_) => Self::invalid_scope(e.to_string()),
+            LoginError::RateLimited { retry_after } => Self::throttled(retry_after, e.to_string()),
             other => Self::invalid_grant(other.to_string()),
         }
     }

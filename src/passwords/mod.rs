@@ -159,9 +159,9 @@ pub struct PasswordHasher {
 
 struct Inner {
     policy: PasswordPolicy,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     concurrency: usize,
-    waiting: AtomicUsize,
+    waiting: Arc<AtomicUsize>,
     max_waiting: usize,
     dummy_hash: String,
 }
@@ -172,10 +172,12 @@ impl std::fmt::Debug for PasswordHasher {
     }
 }
 
-/// Decrements the waiting count when a caller leaves the queue, however it leaves.
-struct QueueSlot<'a>(&'a AtomicUsize);
+/// Decrements the waiting count when a job leaves the system, however it
+/// leaves. It travels into the blocking task, so a caller that disconnects
+/// does not free the slot while its hash is still running.
+struct QueueSlot(Arc<AtomicUsize>);
 
-impl Drop for QueueSlot<'_> {
+impl Drop for QueueSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -197,9 +199,9 @@ impl PasswordHasher {
         Ok(PasswordHasher {
             inner: Arc::new(Inner {
                 policy,
-                permits: Semaphore::new(concurrency.max(1)),
+                permits: Arc::new(Semaphore::new(concurrency.max(1))),
                 concurrency: concurrency.max(1),
-                waiting: AtomicUsize::new(0),
+                waiting: Arc::new(AtomicUsize::new(0)),
                 max_waiting: queue,
                 dummy_hash,
             }),
@@ -226,13 +228,23 @@ impl PasswordHasher {
             inner.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(HashError::Busy);
         }
-        let _slot = QueueSlot(&inner.waiting);
-        let _permit =
-            inner.permits.acquire().await.map_err(|e| Internal(anyhow!("hashing semaphore closed: {e}")))?;
-        let policy = inner.policy.clone();
-        spawn_blocking_in_span(move || job(&policy))
+        let slot = QueueSlot(Arc::clone(&inner.waiting));
+        let permit = Arc::clone(&inner.permits)
+            .acquire_owned()
             .await
-            .map_err(|e| HashError::Internal(Internal(anyhow!("hashing task failed: {e}"))))
+            .map_err(|e| Internal(anyhow!("hashing semaphore closed: {e}")))?;
+        let policy = inner.policy.clone();
+        // The permit and the slot move into the blocking task: dropping this
+        // future (a disconnected client) cannot release them early, because
+        // a blocking task cannot be cancelled.
+        spawn_blocking_in_span(move || {
+            let result = job(&policy);
+            drop(permit);
+            drop(slot);
+            result
+        })
+        .await
+        .map_err(|e| HashError::Internal(Internal(anyhow!("hashing task failed: {e}"))))
     }
 
     /// Hash a new password into a PHC string.

@@ -179,8 +179,8 @@ fn clean_user_agent(ua: Option<&str>) -> Option<String> {
     (!cleaned.is_empty()).then_some(cleaned)
 }
 
-/// Start a family and return it with its first token. Ends the user's
-/// oldest live families beyond the per-user cap.
+/// Start a family and return it with its first token and the ids of the
+/// user's oldest live families it ended to respect the per-user cap.
 #[tracing::instrument(skip_all, fields(user_id = %new.user_id))]
 pub async fn start(
     db: &impl ConnectionTrait,
@@ -188,7 +188,7 @@ pub async fn start(
     codec: &RefreshTokenCodec,
     now: DateTime<Utc>,
     new: NewFamily,
-) -> Result<(Family, String, u64), Internal> {
+) -> Result<(Family, String, Vec<Uuid>), Internal> {
     let row = refresh_families::Model {
         id: new.id,
         user_id: new.user_id,
@@ -210,13 +210,13 @@ pub async fn start(
     let overflow =
         repo::overflow_for_user(db, family.user_id, policy.max_per_user as usize, now, policy.idle_timeout)
             .await?;
-    let ended = repo::revoke_many(db, overflow, now, reason::SESSION_LIMIT).await?;
+    let ended = repo::revoke_many(db, overflow.clone(), now, reason::SESSION_LIMIT).await?;
     if ended > 0 {
         tracing::info!(ended, "oldest sessions ended by the per-user cap");
     }
     let token = codec.encode(family.id, family.counter);
     tracing::info!(family_id = %family.id, "refresh family started");
-    Ok((family, token, ended))
+    Ok((family, token, overflow))
 }
 
 /// Refresh with `presented`. `client_id` is the client the caller

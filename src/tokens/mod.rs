@@ -104,6 +104,8 @@ pub struct AccessGrant {
     pub session_id: Option<String>,
     /// A reserved `jti`; a fresh random one when `None`.
     pub jti: Option<String>,
+    /// `aud` instead of the configured default audience.
+    pub audience: Option<String>,
 }
 
 /// A signed access token and what the token response needs about it.
@@ -129,7 +131,8 @@ fn sign(key: &LoadedKey, typ: &str, claims: Map<String, Value>) -> Result<String
     header.set_token_type(typ);
     header.set_key_id(key.kid());
     let payload = JwtPayload::from_map(claims)?;
-    Ok(jwt::encode_with_signer(&payload, &header, key.signer())?)
+    let signer = key.signer().ok_or_else(|| Internal(anyhow::anyhow!("key {} cannot sign", key.kid())))?;
+    Ok(jwt::encode_with_signer(&payload, &header, signer)?)
 }
 
 /// Sign an access token with the current access key.
@@ -147,7 +150,7 @@ pub fn issue_access(
     let claims = AccessClaims {
         iss: settings.issuer.clone(),
         sub: grant.subject.clone(),
-        aud: vec![settings.audience.clone()],
+        aud: vec![grant.audience.clone().unwrap_or_else(|| settings.audience.clone())],
         exp,
         iat,
         nbf: iat,
@@ -254,7 +257,8 @@ pub enum TokenError {
     NotYetValid,
 }
 
-/// Verify an access token issued by this server for `settings.audience`.
+/// Verify an access token issued by this server for `settings.audience`, or
+/// for latchkey itself (`aud` = the issuer: admin tokens).
 pub fn verify_access(
     ring: &KeyRing,
     settings: &TokenSettings,
@@ -290,7 +294,7 @@ pub fn verify_access(
     if claims.iss != settings.issuer {
         return Err(TokenError::WrongIssuer);
     }
-    if !claims.aud.contains(&settings.audience) {
+    if !claims.aud.contains(&settings.audience) && !claims.aud.contains(&settings.issuer) {
         return Err(TokenError::WrongAudience);
     }
     let now_s = now.timestamp();

@@ -345,6 +345,33 @@ db_test!(async fn authorization_request_errors_go_back_to_a_valid_redirect_only(
     expect_error(browser.get(oauth_support::authorize_url(&app, &svc.id, &[])).send().await.unwrap(), "unauthorized_client").await;
 });
 
+db_test!(async fn a_public_client_needs_the_user_to_confirm_an_existing_session(backend) {
+    let (app, admin) = oauth_support::spawn_with_admin(backend).await;
+    let public = oauth_support::public(&app, &admin).await;
+    let browser = oauth_support::browser();
+    let (_, challenge) = oauth_support::pkce_pair();
+    let pkce = [("code_challenge", challenge.as_str()), ("code_challenge_method", "S256")];
+    oauth_support::sign_in(&browser, &oauth_support::authorize_url(&app, &public.id, &pkce), "user", PASSWORD).await;
+
+    // Signed in, but a public client's redirect proves nothing: confirm first.
+    let page = browser.get(oauth_support::authorize_url(&app, &public.id, &pkce)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Continue as user"), "{html}");
+    let (action, fields) = oauth_support::parse_form(&html);
+    assert_eq!(fields["continue_session"], "1");
+    let resp = browser.post(&action).form(&fields).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert!(oauth_support::query(&oauth_support::location(&resp)).contains_key("code"));
+
+    // Without interaction it cannot be done.
+    let mut none = pkce.to_vec();
+    none.push(("prompt", "none"));
+    let resp = browser.get(oauth_support::authorize_url(&app, &public.id, &none)).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(oauth_support::query(&oauth_support::location(&resp))["error"], "interaction_required");
+});
+
 db_test!(async fn the_sign_in_form_is_csrf_protected(backend) {
     let (app, admin) = oauth_support::spawn_with_admin(backend).await;
     let client = oauth_support::confidential(&app, &admin).await;
@@ -368,6 +395,21 @@ db_test!(async fn the_sign_in_form_is_csrf_protected(backend) {
     assert_eq!(browser.post(&action).form(&forged).send().await.unwrap().status(), 403);
     // From another browser (no CSRF cookie), with the real token.
     assert_eq!(oauth_support::browser().post(&action).form(&fields).send().await.unwrap().status(), 403);
+    // Cross-site, even with the right cookie and token.
+    let cross = browser.post(&action).header("origin", "https://evil.example").form(&fields).send().await.unwrap();
+    assert_eq!(cross.status(), 403);
+    let cross = browser.post(&action).header("sec-fetch-site", "cross-site").form(&fields).send().await.unwrap();
+    assert_eq!(cross.status(), 403);
+    // A cookie value the server did not mint.
+    let planted = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let resp = planted
+        .post(&action)
+        .header("cookie", "lk_csrf=AAAAAAAAAAAAAAAAAAAAAA")
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
 
     // A wrong password re-shows the form with an alert.
     let mut wrong = fields.clone();
@@ -439,8 +481,17 @@ db_test!(async fn revocation_and_introspection_rules(backend) {
     let access = tokens["access_token"].as_str().unwrap();
     let refresh = tokens["refresh_token"].as_str().unwrap();
 
-    // Introspection: full claims for active tokens, any confidential client.
-    let info = oauth_support::introspect(&app, &other, access).await;
+    // Introspection: a client sees its own tokens; another client only with
+    // the latchkey:introspect permission (a resource server).
+    assert_eq!(oauth_support::introspect(&app, &other, access).await, json!({"active": false}));
+    assert_eq!(oauth_support::introspect(&app, &client, access).await["active"], true);
+    let resource_server = oauth_support::register_client(
+        &app,
+        &admin,
+        json!({"client_name": "api", "grant_types": ["client_credentials"], "scope": "latchkey:introspect"}),
+    )
+    .await;
+    let info = oauth_support::introspect(&app, &resource_server, access).await;
     assert_eq!(info["active"], true);
     assert_eq!(info["token_type"], "Bearer");
     assert_eq!(info["username"], "user");
@@ -505,6 +556,48 @@ db_test!(async fn userinfo_needs_the_openid_scope(backend) {
     assert_error(resp, 403, "insufficient_scope").await;
     assert!(challenge.contains("insufficient_scope"));
     assert_error(app.get("/oauth/userinfo").await, 401, "unauthorized").await;
+});
+
+db_test!(async fn admin_tokens_are_separate_from_everyday_tokens(backend) {
+    let (app, admin) = oauth_support::spawn_with_admin(backend).await;
+    // The admin token is for latchkey only: its audience is the issuer.
+    let claims = crate::jwt::claims(&admin);
+    assert_eq!(claims["aud"], app.state.issuer());
+    assert!(claims["scope"].as_str().unwrap().contains("latchkey:admin"));
+
+    // An admin's everyday token (what relying services receive) is refused.
+    let everyday = app.tokens("admin", "admin password 1").await["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(crate::jwt::claims(&everyday)["aud"], "latchkey");
+    let resp = app.client.get(app.url("/admin/clients")).bearer_auth(&everyday).send().await.unwrap();
+    assert_error(resp, 403, "insufficient_scope").await;
+
+    // So is an admin's token issued to an OAuth client.
+    let client = oauth_support::confidential(&app, &admin).await;
+    let oauth: Value = oauth_support::token_basic(
+        &app,
+        &client,
+        &[("grant_type", "password"), ("username", "admin"), ("password", "admin password 1")],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let resp = app.client.get(app.url("/admin/clients")).bearer_auth(oauth["access_token"].as_str().unwrap()).send().await.unwrap();
+    assert_error(resp, 403, "insufficient_scope").await;
+    // An OAuth client cannot ask for the admin scope at all.
+    let resp = oauth_support::token_basic(
+        &app,
+        &client,
+        &[("grant_type", "password"), ("username", "admin"), ("password", "admin password 1"), ("scope", "latchkey:admin")],
+    )
+    .await;
+    assert_error(resp, 400, "invalid_scope").await;
+
+    // Users who are not admins cannot get the scope.
+    let resp = app
+        .post_json("/auth/login", &json!({"username": "user", "password": PASSWORD, "scope": "latchkey:admin"}))
+        .await;
+    assert_error(resp, 400, "invalid_scope").await;
 });
 
 db_test!(async fn the_admin_client_api_is_for_admins_only(backend) {
@@ -572,7 +665,7 @@ db_test!(async fn the_admin_client_api_is_for_admins_only(backend) {
     assert_error(oauth_support::token_basic(&app, &client, &[("grant_type", "client_credentials")]).await, 401, "invalid_client").await;
     let service: Value = oauth_support::token_basic(&app, &new, &[("grant_type", "client_credentials")]).await.json().await.unwrap();
     // The admin's own token expired with the clock: sign in again.
-    let admin = app.tokens("admin", "admin password 1").await["access_token"].as_str().unwrap().to_owned();
+    let admin = oauth_support::admin_token(&app).await;
 
     // Deleting the client revokes what it was issued.
     let resp = app.client.delete(app.url(&format!("/admin/clients/{}", client.id))).bearer_auth(&admin).send().await.unwrap();

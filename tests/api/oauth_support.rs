@@ -34,9 +34,21 @@ async fn spawn_admin_app(builder: crate::helpers::TestAppBuilder) -> (TestApp, S
         })
         .spawn()
         .await;
-    let token = app.tokens("admin", "admin password 1").await["access_token"].as_str().unwrap().to_owned();
+    let token = admin_token(&app).await;
     app.create_user("user", PASSWORD).await;
     (app, token)
+}
+
+/// An admin-API token: the admin signs in asking for `latchkey:admin`.
+pub async fn admin_token(app: &TestApp) -> String {
+    let resp = app
+        .post_json(
+            "/auth/login",
+            &json!({"username": "admin", "password": "admin password 1", "scope": "latchkey:admin"}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK, "admin login");
+    resp.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
 }
 
 pub async fn register_client(app: &TestApp, admin: &str, body: Value) -> Client {

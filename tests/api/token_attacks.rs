@@ -93,7 +93,7 @@ db_test!(async fn wrong_typ_wrong_issuer_and_wrong_audience_are_refused_even_whe
         let mut header = JwsHeader::new();
         header.set_token_type(typ);
         header.set_key_id(key.kid());
-        jwt::encode_with_signer(&JwtPayload::from_map(claims).unwrap(), &header, key.signer()).unwrap()
+        jwt::encode_with_signer(&JwtPayload::from_map(claims).unwrap(), &header, key.signer().unwrap()).unwrap()
     };
     // The genuine claims re-signed by the genuine key pass...
     assert_eq!(app.get_with_token("/auth/me", &sign("at+jwt", claims.clone())).await.status(), 200);
