@@ -1,12 +1,324 @@
-//! Administrative actions that span several concepts. Each one takes the
-//! acting admin's id and leaves an audit event.
+//! Administrative actions that span several concepts. Each takes the acting
+//! admin's id and leaves an audit event; each that takes access away does
+//! it everywhere at once: refresh families end, browser sessions end, and
+//! the revocation feed (and so introspection and every relying service that
+//! follows the feed) learns to deny the access tokens already out there.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crate::audit::{self, Event, EventKind};
+use crate::authn;
 use crate::clients::{self, ClientError};
-use crate::refresh::{self, Origin};
+use crate::error::Internal;
+use crate::oauth::sessions;
+use crate::passwords::{HashError, Password};
+use crate::refresh::{self, Family, Origin};
 use crate::revocation;
 use crate::state::AppState;
 use crate::tokens;
+use crate::users::{self, Email, Role, User, roles_to_column};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no such user")]
+    UserNotFound,
+    #[error("no such session")]
+    SessionNotFound,
+    /// An admin may not ban, delete, disable or change the roles of themselves.
+    #[error("{0}")]
+    SelfAction(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("password hashing is saturated")]
+    Busy,
+    #[error(transparent)]
+    Internal(#[from] Internal),
+}
+
+impl From<HashError> for AdminError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => AdminError::Busy,
+            HashError::Internal(i) => AdminError::Internal(i),
+        }
+    }
+}
+
+/// When the last access token issued before `now` expires.
+fn tokens_expire(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
+    now + state.tokens.access_ttl + tokens::LEEWAY
+}
+
+/// Take every form of access away from a user: families, browser sessions,
+/// and (through the feed) their access tokens. Returns the families ended.
+async fn cut_off(state: &AppState, user_id: Uuid, now: DateTime<Utc>, why: &str) -> Result<u64, Internal> {
+    let ended = refresh::repo::revoke_for_user(&state.db, user_id, now, why).await?;
+    sessions::revoke_all_for_user(&state.db, now, user_id).await?;
+    revocation::deny(
+        &state.db,
+        now,
+        revocation::Kind::Subject,
+        &user_id.to_string(),
+        tokens_expire(state, now),
+        why,
+    )
+    .await?;
+    Ok(ended)
+}
+
+async fn existing_user(state: &AppState, id: Uuid) -> Result<User, AdminError> {
+    users::find(&state.db, id).await?.ok_or(AdminError::UserNotFound)
+}
+
+/// Ban a user until `until` (or indefinitely).
+pub async fn ban_user(
+    state: &AppState,
+    origin: &Origin,
+    actor: Uuid,
+    id: Uuid,
+    reason: Option<String>,
+    until: Option<DateTime<Utc>>,
+) -> Result<(User, u64), AdminError> {
+    if actor == id {
+        return Err(AdminError::SelfAction("an admin cannot ban themselves"));
+    }
+    let now = state.now();
+    if until.is_some_and(|u| u <= now) {
+        return Err(AdminError::Invalid("the ban must end in the future".into()));
+    }
+    if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        return Err(AdminError::Invalid("the reason is at most 500 characters".into()));
+    }
+    existing_user(state, id).await?;
+    let ban = users::Ban { at: now, until, reason: reason.clone() };
+    users::repo::set_ban(&state.db, id, Some(ban), now).await?;
+    let ended = cut_off(state, id, now, "banned").await?;
+    let event = Event::new(EventKind::UserBanned)
+        .actor(actor)
+        .subject(id)
+        .detail("reason", reason)
+        .detail("until", until.map(|u| u.to_rfc3339()))
+        .detail("families_ended", ended);
+    audit::record(&state.db, now, origin, event).await;
+    Ok((existing_user(state, id).await?, ended))
+}
+
+/// Lift a ban. Tokens issued before the ban stay denied until they expire.
+pub async fn unban_user(
+    state: &AppState,
+    origin: &Origin,
+    actor: Uuid,
+    id: Uuid,
+) -> Result<User, AdminError> {
+    let now = state.now();
+    existing_user(state, id).await?;
+    users::repo::set_ban(&state.db, id, None, now).await?;
+    audit::record(&state.db, now, origin, Event::new(EventKind::UserUnbanned).actor(actor).subject(id)).await;
+    existing_user(state, id).await
+}
+
+/// What an admin may change about a user. `None` keeps the current value.
+#[derive(Clone, Debug, Default)]
+pub struct UserPatch {
+    pub email: Option<Option<Email>>,
+    pub roles: Option<Vec<Role>>,
+    pub disabled: Option<bool>,
+}
+
+pub async fn update_user(
+    state: &AppState,
+    origin: &Origin,
+    actor: Uuid,
+    id: Uuid,
+    patch: UserPatch,
+) -> Result<User, AdminError> {
+    if actor == id && patch.roles.is_some() {
+        return Err(AdminError::SelfAction("an admin cannot change their own roles"));
+    }
+    if actor == id && patch.disabled == Some(true) {
+        return Err(AdminError::SelfAction("an admin cannot disable themselves"));
+    }
+    let before = existing_user(state, id).await?;
+    let now = state.now();
+    let email = patch.email.map(|e| e.map(|e| e.as_str().to_owned()));
+    let roles = patch.roles.as_deref().map(roles_to_column);
+    let user: User = users::repo::update_profile(&state.db, id, email, roles, patch.disabled, now)
+        .await?
+        .ok_or(AdminError::UserNotFound)?
+        .into();
+    let newly_disabled = user.disabled && !before.disabled;
+    let ended = if newly_disabled { cut_off(state, id, now, "disabled").await? } else { 0 };
+    // Roles are in every access token: end sessions so new tokens carry the change.
+    let roles_changed = user.roles != before.roles;
+    if roles_changed && !newly_disabled {
+        refresh::repo::revoke_for_user(&state.db, id, now, "roles_changed").await?;
+        revocation::deny(
+            &state.db,
+            now,
+            revocation::Kind::Subject,
+            &id.to_string(),
+            tokens_expire(state, now),
+            "roles_changed",
+        )
+        .await?;
+    }
+    let event = Event::new(EventKind::UserUpdated)
+        .actor(actor)
+        .subject(id)
+        .detail("email_changed", user.email != before.email)
+        .detail("roles", user.role_names())
+        .detail("disabled", user.disabled)
+        .detail("families_ended", ended);
+    audit::record(&state.db, now, origin, event).await;
+    Ok(user)
+}
+
+/// Set a new password and end every session of the user.
+pub async fn reset_password(
+    state: &AppState,
+    origin: &Origin,
+    actor: Uuid,
+    id: Uuid,
+    password: &Password,
+) -> Result<u64, AdminError> {
+    existing_user(state, id).await?;
+    let hash = state.hasher.hash(password).await?;
+    let now = state.now();
+    users::repo::set_new_password(&state.db, id, hash, now).await?;
+    let ended = cut_off(state, id, now, "password_reset").await?;
+    audit::record(
+        &state.db,
+        now,
+        origin,
+        Event::new(EventKind::PasswordReset).actor(actor).subject(id).detail("families_ended", ended),
+    )
+    .await;
+    Ok(ended)
+}
+
+/// Delete a user; everything they were issued stops working.
+pub async fn delete_user(state: &AppState, origin: &Origin, actor: Uuid, id: Uuid) -> Result<(), AdminError> {
+    if actor == id {
+        return Err(AdminError::SelfAction("an admin cannot delete themselves"));
+    }
+    let now = state.now();
+    // Deny first: the rows (families, sessions) disappear with the user.
+    revocation::deny(
+        &state.db,
+        now,
+        revocation::Kind::Subject,
+        &id.to_string(),
+        tokens_expire(state, now),
+        "deleted",
+    )
+    .await?;
+    if !users::repo::delete(&state.db, id).await? {
+        return Err(AdminError::UserNotFound);
+    }
+    audit::record(&state.db, now, origin, Event::new(EventKind::UserDeleted).actor(actor).subject(id)).await;
+    Ok(())
+}
+
+/// A user's live sessions, newest first.
+pub async fn sessions_of(state: &AppState, user_id: Uuid) -> Result<Vec<Family>, Internal> {
+    let now = state.now();
+    Ok(refresh::repo::live_for_user(&state.db, user_id, now, state.families.idle_timeout)
+        .await?
+        .into_iter()
+        .map(Family::from)
+        .collect())
+}
+
+/// End one session of a user (theirs, or as an admin).
+pub async fn end_user_session(
+    state: &AppState,
+    origin: &Origin,
+    actor: Uuid,
+    user_id: Uuid,
+    family_id: Uuid,
+) -> Result<(), AdminError> {
+    let family = refresh::repo::by_id(&state.db, family_id).await?.filter(|f| f.user_id == user_id);
+    if family.is_none() {
+        return Err(AdminError::SessionNotFound);
+    }
+    let now = state.now();
+    if !authn::end_session(state, family_id, now, refresh::reason::REVOKED).await? {
+        return Err(AdminError::SessionNotFound);
+    }
+    audit::record(
+        &state.db,
+        now,
+        origin,
+        Event::new(EventKind::FamilyRevoked)
+            .actor(actor)
+            .subject(user_id)
+            .detail("family_id", family_id.to_string()),
+    )
+    .await;
+    Ok(())
+}
+
+/// Bulk revocation criteria, as given.
+#[derive(Clone, Debug, Default)]
+pub struct BulkCriteria {
+    pub user_id: Option<Uuid>,
+    pub client_id: Option<String>,
+    pub ip_prefix: Option<ipnet::IpNet>,
+    pub user_agent_contains: Option<String>,
+    pub issued_before: Option<DateTime<Utc>>,
+    pub issued_after: Option<DateTime<Utc>>,
+    /// Required to end every session when no other criterion is given.
+    pub all: bool,
+}
+
+/// The 16-byte range a CIDR block covers (IPv4 mapped into IPv6).
+pub fn ip_range(net: ipnet::IpNet) -> (Vec<u8>, Vec<u8>) {
+    (refresh::ip_bytes(net.network()), refresh::ip_bytes(net.broadcast()))
+}
+
+/// End every session matching the criteria in one statement; returns how
+/// many ended. Access tokens of those sessions run out within the access
+/// token lifetime; ban a user to cut those off at once.
+pub async fn bulk_revoke(
+    state: &AppState,
+    origin: &Origin,
+    actor: Uuid,
+    criteria: BulkCriteria,
+) -> Result<u64, AdminError> {
+    let filter = refresh::repo::FamilyFilter {
+        user_id: criteria.user_id,
+        client_id: criteria.client_id.clone(),
+        ip_range: criteria.ip_prefix.map(ip_range),
+        user_agent_contains: criteria.user_agent_contains.clone().filter(|s| !s.is_empty()),
+        created_before: criteria.issued_before,
+        created_after: criteria.issued_after,
+    };
+    let has_criterion = filter.user_id.is_some()
+        || filter.client_id.is_some()
+        || filter.ip_range.is_some()
+        || filter.user_agent_contains.is_some()
+        || filter.created_before.is_some()
+        || filter.created_after.is_some();
+    if !has_criterion && !criteria.all {
+        return Err(AdminError::Invalid(
+            "give at least one criterion, or all: true to end every session".into(),
+        ));
+    }
+    let now = state.now();
+    let ended = refresh::repo::revoke_matching(&state.db, &filter, now, "bulk_revocation").await?;
+    let event = Event::new(EventKind::SessionsRevoked)
+        .actor(actor)
+        .detail("ended", ended)
+        .detail("user_id", criteria.user_id.map(|u| u.to_string()))
+        .detail("client_id", criteria.client_id)
+        .detail("ip_prefix", criteria.ip_prefix.map(|n| n.to_string()))
+        .detail("user_agent_contains", criteria.user_agent_contains)
+        .detail("issued_before", criteria.issued_before.map(|t| t.to_rfc3339()))
+        .detail("issued_after", criteria.issued_after.map(|t| t.to_rfc3339()));
+    audit::record(&state.db, now, origin, event).await;
+    Ok(ended)
+}
 
 /// Delete a client and take away everything it was issued: its refresh
 /// families end, and its access tokens (user and client-credentials alike)
@@ -14,14 +326,21 @@ use crate::tokens;
 pub async fn delete_client(
     state: &AppState,
     origin: &Origin,
-    actor: uuid::Uuid,
+    actor: Uuid,
     client_id: &str,
 ) -> Result<u64, ClientError> {
     let now = state.now();
     clients::delete(&state.db, client_id).await?;
     let ended = refresh::repo::revoke_for_client(&state.db, client_id, now, refresh::reason::REVOKED).await?;
-    let until = now + state.tokens.access_ttl + tokens::LEEWAY;
-    revocation::deny(&state.db, now, revocation::Kind::Client, client_id, until, "client_deleted").await?;
+    revocation::deny(
+        &state.db,
+        now,
+        revocation::Kind::Client,
+        client_id,
+        tokens_expire(state, now),
+        "client_deleted",
+    )
+    .await?;
     audit::record(
         &state.db,
         now,

@@ -26,6 +26,14 @@ pub enum EventKind {
     ClientUpdated,
     ClientDeleted,
     ClientSecretRotated,
+    KeyRotated,
+    UserBanned,
+    UserUnbanned,
+    UserUpdated,
+    UserDeleted,
+    PasswordReset,
+    SessionsRevoked,
+    LoginThrottled,
 }
 
 impl EventKind {
@@ -41,6 +49,14 @@ impl EventKind {
             EventKind::ClientUpdated => "client_updated",
             EventKind::ClientDeleted => "client_deleted",
             EventKind::ClientSecretRotated => "client_secret_rotated",
+            EventKind::KeyRotated => "key_rotated",
+            EventKind::UserBanned => "user_banned",
+            EventKind::UserUnbanned => "user_unbanned",
+            EventKind::UserUpdated => "user_updated",
+            EventKind::UserDeleted => "user_deleted",
+            EventKind::PasswordReset => "password_reset",
+            EventKind::SessionsRevoked => "sessions_revoked",
+            EventKind::LoginThrottled => "login_throttled",
         }
     }
 }
@@ -97,4 +113,50 @@ pub async fn record(db: &impl ConnectionTrait, now: DateTime<Utc>, origin: &Orig
     if let Err(e) = active.insert(db).await {
         tracing::error!(error = %e, kind = event.kind.as_str(), "failed to write audit event");
     }
+}
+
+/// Filters for listing events; all optional.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub kind: Option<String>,
+    pub actor_id: Option<String>,
+    pub subject_id: Option<String>,
+    pub client_id: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Only events older than this id (the previous page's last).
+    pub before: Option<Uuid>,
+}
+
+/// Newest first, at most `limit`.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &AuditFilter,
+    limit: u64,
+) -> crate::error::Result<Vec<audit_events::Model>> {
+    use audit_events::Column;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+    let mut query = audit_events::Entity::find().order_by_desc(Column::Id).limit(limit);
+    if let Some(v) = &filter.kind {
+        query = query.filter(Column::Kind.eq(v.as_str()));
+    }
+    if let Some(v) = &filter.actor_id {
+        query = query.filter(Column::ActorId.eq(v.as_str()));
+    }
+    if let Some(v) = &filter.subject_id {
+        query = query.filter(Column::SubjectId.eq(v.as_str()));
+    }
+    if let Some(v) = &filter.client_id {
+        query = query.filter(Column::ClientId.eq(v.as_str()));
+    }
+    if let Some(v) = filter.since {
+        query = query.filter(Column::OccurredAt.gte(v));
+    }
+    if let Some(v) = filter.until {
+        query = query.filter(Column::OccurredAt.lt(v));
+    }
+    if let Some(v) = filter.before {
+        query = query.filter(Column::Id.lt(v));
+    }
+    Ok(query.all(db).await?)
 }

@@ -84,14 +84,19 @@ pub async fn check_password(
 ) -> Result<User, LoginError> {
     // No stored username is longer than MAX_LEN characters: skip the lookup
     // (never the hash) for anything longer.
-    let row = if username_input.is_empty() || username_input.chars().count() > username::MAX_LEN * 4 {
-        None
-    } else {
-        users::repo::by_username_key(&state.db, &username::comparison_key(username_input)).await?
-    };
+    let too_long = username_input.is_empty() || username_input.chars().count() > username::MAX_LEN * 4;
+    let key = if too_long { String::new() } else { username::comparison_key(username_input) };
+    let address = crate::ratelimit::address_key(origin.ip);
+    if let Err(retry_after) = state.login_guard.before(&key, &address, state.now()) {
+        state.metrics.login("throttled");
+        return Err(LoginError::RateLimited { retry_after });
+    }
+    let row = if too_long { None } else { users::repo::by_username_key(&state.db, &key).await? };
     let verification = state.hasher.verify(password, row.as_ref().map(|r| r.password_hash.as_str())).await?;
     let now = state.now();
     let (Verification::Valid { needs_rehash }, Some(row)) = (verification, row) else {
+        state.login_guard.failed(&key, &address, now);
+        state.metrics.login("invalid_credentials");
         audit::record(
             &state.db,
             now,
@@ -101,9 +106,11 @@ pub async fn check_password(
         .await;
         return Err(LoginError::InvalidCredentials);
     };
+    state.login_guard.succeeded(&key, &address);
     let user = User::from(row);
     if !user.can_authenticate(now) {
         let reason = if user.disabled { "account_disabled" } else { "account_banned" };
+        state.metrics.login(reason);
         audit::record(
             &state.db,
             now,
@@ -130,6 +137,7 @@ pub async fn check_password(
         }
     }
     users::repo::touch_last_login(&state.db, user.id, now).await?;
+    state.metrics.login("success");
     Ok(user)
 }
 
@@ -183,6 +191,7 @@ pub async fn login(
     let now = state.now();
     session.auth_time = now;
     let grant = start_session(state, origin, &user, session, now).await?;
+    state.metrics.issued("password");
     Ok((user, grant))
 }
 
@@ -355,8 +364,15 @@ pub async fn refresh(
     )
     .await
     {
-        Ok(r) => r,
+        Ok(r) => {
+            state.metrics.refresh(match r.rotation {
+                refresh::Rotation::Rotated => "rotated",
+                refresh::Rotation::GraceReplay => "grace_replay",
+            });
+            r
+        }
         Err(RefreshError::Reused { family_id, user_id }) => {
+            state.metrics.refresh("reuse_detected");
             deny_session(state, family_id, now, refresh::reason::REUSE_DETECTED).await?;
             audit::record(
                 &state.db,
@@ -370,7 +386,10 @@ pub async fn refresh(
             .await;
             return Err(RefreshError::Reused { family_id, user_id }.into());
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            state.metrics.refresh("refused");
+            return Err(e.into());
+        }
     };
     let family = refreshed.family;
     let user = users::find(&state.db, family.user_id).await?;
@@ -394,6 +413,7 @@ pub async fn refresh(
         now,
     )?;
     grant.refresh_token = Some(refreshed.token);
+    state.metrics.issued("refresh_token");
     Ok(grant)
 }
 

@@ -142,7 +142,16 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             match command {
                 KeysCommand::Rotate => {
                     let master = startup::master_key(&settings)?;
-                    let plans = keys::rotate(&db, &policy, &master, clock.now()).await.map_err(|e| e.0)?;
+                    let now = clock.now();
+                    let plans = keys::rotate(&db, &policy, &master, now).await.map_err(|e| e.0)?;
+                    for plan in &plans {
+                        let event = crate::audit::Event::new(crate::audit::EventKind::KeyRotated)
+                            .actor("cli")
+                            .detail("kid", plan.kid.clone())
+                            .detail("purpose", plan.purpose.as_str())
+                            .detail("activates_at", plan.activates_at.to_rfc3339());
+                        crate::audit::record(&db, now, &crate::refresh::Origin::default(), event).await;
+                    }
                     for plan in plans {
                         println!(
                             "{} key {} ({}) signs from {}",

@@ -197,6 +197,23 @@ pub struct Settings {
     pub client_secret_overlap: Duration,
     /// Serve HTTPS with this PEM certificate chain and private key.
     pub tls: Option<TlsFiles>,
+    /// Password checks per minute per client address (0: unlimited).
+    pub login_rate_per_ip: u32,
+    /// Token-endpoint and refresh requests per minute per client address (0: unlimited).
+    pub token_rate_per_ip: u32,
+    /// Failed logins per minute for one username before failing addresses must wait.
+    pub username_failure_rate: u32,
+    /// Failures of one username from one address before that pair is locked (0: never).
+    pub lockout_threshold: u32,
+    pub lockout_duration: Duration,
+    /// How often the purge job runs.
+    pub purge_interval: Duration,
+    /// How long revoked and expired rows are kept before the purge deletes them.
+    pub purge_retention: Duration,
+    /// How long audit events are kept.
+    pub audit_retention: Duration,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <token>`.
+    pub metrics_token: Option<SecretString>,
     /// Accept argon2 parameters below OWASP. Only `for_tests` sets it; no variable does.
     pub allow_weak_password_hashing: bool,
 }
@@ -236,6 +253,15 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("AUTH_CODE_TTL", Some("60")),
     ("SESSION_TTL", Some("43200")),
     ("CLIENT_SECRET_OVERLAP", Some("86400")),
+    ("LOGIN_RATE_PER_IP", Some("30")),
+    ("TOKEN_RATE_PER_IP", Some("300")),
+    ("USERNAME_FAILURE_RATE", Some("10")),
+    ("LOCKOUT_THRESHOLD", Some("5")),
+    ("LOCKOUT_DURATION", Some("900")),
+    ("PURGE_INTERVAL", Some("3600")),
+    ("PURGE_RETENTION", Some("604800")),
+    ("AUDIT_RETENTION", Some("7776000")),
+    ("METRICS_TOKEN", None),
     ("TLS_CERT", None),
     ("TLS_KEY", None),
     ("DB_MAX_CONNECTIONS", Some("10")),
@@ -389,6 +415,15 @@ impl Settings {
             auth_code_ttl: seconds("AUTH_CODE_TTL")?,
             session_ttl: seconds("SESSION_TTL")?,
             client_secret_overlap: seconds("CLIENT_SECRET_OVERLAP")?,
+            login_rate_per_ip: small("LOGIN_RATE_PER_IP")?,
+            token_rate_per_ip: small("TOKEN_RATE_PER_IP")?,
+            username_failure_rate: small("USERNAME_FAILURE_RATE")?,
+            lockout_threshold: small("LOCKOUT_THRESHOLD")?,
+            lockout_duration: seconds("LOCKOUT_DURATION")?,
+            purge_interval: seconds("PURGE_INTERVAL")?,
+            purge_retention: seconds("PURGE_RETENTION")?,
+            audit_retention: seconds("AUDIT_RETENTION")?,
+            metrics_token: non_empty("METRICS_TOKEN").map(SecretString::from),
             tls: match (non_empty("TLS_CERT"), non_empty("TLS_KEY")) {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.into(), key: key.into() }),
                 (None, None) => None,
@@ -428,6 +463,10 @@ impl Settings {
         range("AUTH_CODE_TTL", self.auth_code_ttl, 10, 600)?;
         range("SESSION_TTL", self.session_ttl, 60, 90 * 86_400)?;
         range("CLIENT_SECRET_OVERLAP", self.client_secret_overlap, 0, 90 * 86_400)?;
+        range("LOCKOUT_DURATION", self.lockout_duration, 1, 86_400)?;
+        range("PURGE_INTERVAL", self.purge_interval, 1, 86_400)?;
+        range("PURGE_RETENTION", self.purge_retention, 0, 400 * 86_400)?;
+        range("AUDIT_RETENTION", self.audit_retention, 86_400, 10 * 366 * 86_400)?;
         if self.key_rotation_interval < self.publish_lead() * 2 {
             return Err(invalid(
                 "KEY_ROTATION_INTERVAL",
@@ -541,6 +580,15 @@ impl Settings {
             session_ttl: Duration::from_secs(43_200),
             client_secret_overlap: Duration::from_secs(86_400),
             tls: None,
+            login_rate_per_ip: 0,
+            token_rate_per_ip: 0,
+            username_failure_rate: 0,
+            lockout_threshold: 0,
+            lockout_duration: Duration::from_secs(900),
+            purge_interval: Duration::from_secs(3600),
+            purge_retention: Duration::from_secs(604_800),
+            audit_retention: Duration::from_secs(7_776_000),
+            metrics_token: None,
             allow_weak_password_hashing: true,
         }
     }

@@ -14,6 +14,8 @@ pub mod cli;
 pub mod config;
 /// Routes, OpenAPI document, error mapping, middleware.
 pub mod http;
+/// The periodic purge of dead rows.
+pub mod purge;
 /// Build the application, bind, serve, shut down gracefully.
 pub mod startup;
 /// Shared request state.
@@ -32,10 +34,14 @@ pub mod authn;
 pub mod clients;
 /// Signing keys: lifecycle, rotation, sealing, JWKS.
 pub mod keys;
+/// Prometheus metrics.
+pub mod metrics;
 /// OAuth 2.0 / OpenID Connect protocol: grants, codes, PKCE, revocation, introspection.
 pub mod oauth;
 /// argon2id hashing behind a bounded semaphore.
 pub mod passwords;
+/// Brute-force protection: per-address limits, lockouts, slowdowns.
+pub mod ratelimit;
 /// Refresh-token families: rotation, reuse detection, grace window.
 pub mod refresh;
 /// The deny list of revoked tokens and subjects.

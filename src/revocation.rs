@@ -1,24 +1,32 @@
-//! Revocations: the deny list of access tokens issued before something was
-//! taken away.
+//! Revocations: the deny list and the feed relying services follow.
 //!
 //! Access tokens are verified offline, so ending one early needs a list
 //! every verifier can consult. Each entry names what it denies:
-//! - `jti`: one token (revoked through RFC 7009);
+//! - `jti`: one token (revoked through RFC 7009, or issued from a reused code);
 //! - `sid`: every token of one session (refresh family) — logout, reuse
-//!   detection, revocation of the refresh token;
-//! - `subject`: every token of a user (ban, deletion) or of a client's own
-//!   client-credentials tokens;
+//!   detection, revocation of the refresh token, the session cap;
+//! - `subject`: every token of a user (ban, deletion, disabling, password
+//!   reset) or a client's own client-credentials tokens;
 //! - `client`: every token issued to a client (client deleted).
 //!
-//! `sid`, `subject` and `client` entries only deny tokens issued at or before
-//! the entry (`iat <= created_at`), so tokens issued after an unban work. An
-//! entry expires when no token it could deny is still valid.
+//! `sid`, `subject` and `client` entries only deny tokens issued at or
+//! before the entry (`iat <= created_at`), so tokens issued after an unban
+//! work. An entry expires when no token it could deny is still valid; the
+//! purge job deletes it then.
+//!
+//! **The feed.** `seq` is the cursor. Every write first updates the single
+//! `revocation_cursor` row in the same transaction, so writers are serialized
+//! and sequence order is commit order: a reader that has seen `seq = n` has
+//! seen everything below `n`, across replicas and restarts.
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionSession, TransactionTrait,
 };
 
+use crate::entities::revocation_cursor;
 use crate::entities::revocations::{self, Column, Entity as Revocations};
 use crate::error::Result;
 use crate::tokens::AccessClaims;
@@ -43,25 +51,51 @@ impl Kind {
     }
 }
 
-/// Add a deny entry valid until `expires_at`.
-pub async fn deny(
-    db: &impl ConnectionTrait,
+/// An entry to add.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub kind: Kind,
+    pub value: String,
+    pub expires_at: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// Add entries, in feed order, atomically.
+pub async fn deny_many<C: TransactionTrait>(db: &C, now: DateTime<Utc>, entries: Vec<Entry>) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let txn = db.begin().await?;
+    // The lock that orders writers (see the module docs).
+    revocation_cursor::Entity::update_many()
+        .col_expr(revocation_cursor::Column::Writes, Expr::col(revocation_cursor::Column::Writes).add(1))
+        .filter(revocation_cursor::Column::Id.eq(1))
+        .exec(&txn)
+        .await?;
+    let rows = entries.into_iter().map(|e| revocations::ActiveModel {
+        kind: sea_orm::Set(e.kind.as_str().to_owned()),
+        value: sea_orm::Set(e.value),
+        reason: sea_orm::Set(Some(e.reason)),
+        created_at: sea_orm::Set(now),
+        expires_at: sea_orm::Set(e.expires_at),
+        ..Default::default()
+    });
+    Revocations::insert_many(rows).exec(&txn).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Add one entry valid until `expires_at`.
+pub async fn deny<C: TransactionTrait>(
+    db: &C,
     now: DateTime<Utc>,
     kind: Kind,
     value: &str,
     expires_at: DateTime<Utc>,
     reason: &str,
 ) -> Result<()> {
-    let row = revocations::ActiveModel {
-        kind: sea_orm::Set(kind.as_str().to_owned()),
-        value: sea_orm::Set(value.to_owned()),
-        reason: sea_orm::Set(Some(reason.to_owned())),
-        created_at: sea_orm::Set(now),
-        expires_at: sea_orm::Set(expires_at),
-        ..Default::default()
-    };
-    row.insert(db).await?;
-    Ok(())
+    deny_many(db, now, vec![Entry { kind, value: value.to_owned(), expires_at, reason: reason.to_owned() }])
+        .await
 }
 
 /// Is this token denied at `now`?
@@ -80,4 +114,55 @@ pub async fn is_denied(db: &impl ConnectionTrait, claims: &AccessClaims, now: Da
     }
     let count = Revocations::find().filter(Column::ExpiresAt.gt(now)).filter(condition).count(db).await?;
     Ok(count > 0)
+}
+
+/// A page of the feed.
+#[derive(Clone, Debug)]
+pub struct FeedPage {
+    pub entries: Vec<revocations::Model>,
+    /// Pass this as `since` next time.
+    pub cursor: i64,
+    /// More entries are waiting right now.
+    pub more: bool,
+}
+
+/// Live entries after `cursor`, oldest first.
+pub async fn since(
+    db: &impl ConnectionTrait,
+    cursor: i64,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<FeedPage> {
+    let mut entries = Revocations::find()
+        .filter(Column::Seq.gt(cursor))
+        .filter(Column::ExpiresAt.gt(now))
+        .order_by_asc(Column::Seq)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    let more = entries.len() as u64 > limit;
+    entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next = entries.last().map_or(cursor, |e| e.seq);
+    Ok(FeedPage { entries, cursor: next, more })
+}
+
+/// Every live entry, with the cursor to follow the feed from. The cursor is
+/// read first: anything committed later has a larger `seq` (writers are
+/// serialized), so following from it misses nothing.
+pub async fn snapshot(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<FeedPage> {
+    let cursor: Option<i64> = Revocations::find()
+        .select_only()
+        .column_as(Column::Seq.max(), "max")
+        .into_tuple()
+        .one(db)
+        .await?
+        .flatten();
+    let cursor = cursor.unwrap_or(0);
+    let entries = Revocations::find()
+        .filter(Column::Seq.lte(cursor))
+        .filter(Column::ExpiresAt.gt(now))
+        .order_by_asc(Column::Seq)
+        .all(db)
+        .await?;
+    Ok(FeedPage { entries, cursor, more: false })
 }

@@ -22,7 +22,9 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::keys::master::{MasterKey, MasterKeySource};
 use crate::keys::{KeyPolicy, KeyRing};
+use crate::metrics::Metrics;
 use crate::passwords::{Password, PasswordHasher, PasswordPolicy};
+use crate::ratelimit::{LoginGuard, LoginLimits, RateLimiter};
 use crate::refresh::{FamilyPolicy, RefreshTokenCodec};
 use crate::state::{AppState, Inner};
 use crate::tokens::TokenSettings;
@@ -151,7 +153,16 @@ impl Application {
             audience: settings.audience.clone(),
             access_ttl: crate::clock::delta(settings.access_token_ttl),
         };
+        let login_guard = LoginGuard::new(LoginLimits {
+            per_address_per_minute: settings.login_rate_per_ip,
+            username_failures_per_minute: settings.username_failure_rate,
+            lockout_threshold: settings.lockout_threshold,
+            lockout: crate::clock::delta(settings.lockout_duration),
+        });
         let state = AppState::new(Inner {
+            login_guard,
+            token_limiter: RateLimiter::per_minute(settings.token_rate_per_ip),
+            metrics: Metrics::new().context("cannot set up metrics")?,
             refresh_codec: RefreshTokenCodec::new(&master),
             families: FamilyPolicy::from_settings(&settings),
             keyring: Arc::new(keyring),
@@ -186,11 +197,13 @@ impl Application {
     /// Serve until `stop` completes, then drain for up to 10 seconds.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let reloader = tokio::spawn(reload_keys(self.state.clone()));
+        let purger = tokio::spawn(purge(self.state.clone()));
         tracing::info!(address = %self.address, issuer = %self.state.issuer(), "latchkey is listening");
         let result = poem::Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(crate::http::routes(self.state), stop, Some(Duration::from_secs(10)))
             .await;
         reloader.abort();
+        purger.abort();
         result
     }
 }
@@ -203,11 +216,45 @@ async fn reload_keys(state: AppState) {
     interval.tick().await;
     loop {
         interval.tick().await;
-        if let Err(e) = state.keyring.reload(&state.db, state.now()).await {
-            tracing::error!(
-                error = format!("{:#}", e.0),
-                "signing key reload failed; serving the previous keys"
-            );
+        let now = state.now();
+        match state.keyring.reload(&state.db, now).await {
+            Ok(created) => {
+                for key in created {
+                    let event = crate::audit::Event::new(crate::audit::EventKind::KeyRotated)
+                        .actor("system")
+                        .detail("kid", key.kid)
+                        .detail("purpose", key.purpose.as_str())
+                        .detail("activates_at", key.activates_at.to_rfc3339());
+                    crate::audit::record(&state.db, now, &crate::refresh::Origin::default(), event).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{:#}", e.0),
+                    "signing key reload failed; serving the previous keys"
+                )
+            }
+        }
+    }
+}
+
+/// Delete dead rows periodically (see [`crate::purge`]).
+async fn purge(state: AppState) {
+    let retention = crate::purge::Retention {
+        dead_rows: crate::clock::delta(state.settings.purge_retention),
+        audit: crate::clock::delta(state.settings.audit_retention),
+        idle_timeout: state.families.idle_timeout,
+    };
+    let mut interval = tokio::time::interval(state.settings.purge_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match crate::purge::run(&state.db, state.now(), &retention).await {
+            Ok(report) if report != crate::purge::PurgeReport::default() => {
+                tracing::info!(?report, "purged dead rows");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = format!("{:#}", e.0), "purge failed"),
         }
     }
 }

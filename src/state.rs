@@ -9,7 +9,9 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::keys::KeyRing;
 use crate::keys::master::MasterKey;
+use crate::metrics::Metrics;
 use crate::passwords::PasswordHasher;
+use crate::ratelimit::{LoginGuard, RateLimiter};
 use crate::refresh::{FamilyPolicy, RefreshTokenCodec};
 use crate::tokens::TokenSettings;
 
@@ -28,6 +30,11 @@ pub struct Inner {
     /// Issuer, audience and lifetimes of tokens; the issuer is final here
     /// (resolved from the bound address when not configured).
     pub tokens: TokenSettings,
+    /// Password-guessing protection.
+    pub login_guard: LoginGuard,
+    /// Requests to the token endpoint and `/auth/refresh`, per address.
+    pub token_limiter: RateLimiter,
+    pub metrics: Metrics,
 }
 
 impl AppState {

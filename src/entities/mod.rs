@@ -9,6 +9,7 @@ pub mod authorization_codes;
 pub mod browser_sessions;
 pub mod clients;
 pub mod refresh_families;
+pub mod revocation_cursor;
 pub mod revocations;
 pub mod signing_keys;
 pub mod users;

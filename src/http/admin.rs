@@ -2,17 +2,24 @@
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use uuid::Uuid;
 
 use super::Tag;
+use super::auth::{SessionView, UserView};
 use super::error::ApiError;
 use super::origin::ClientOrigin;
 use super::security::BearerAuth;
-use crate::audit::{self, Event, EventKind};
+use crate::admin::{BulkCriteria, UserPatch};
+use crate::audit::{self, AuditFilter, Event, EventKind};
 use crate::clients::{self, ClientError, ClientMetadata, OAuthClient, RedirectUri};
+use crate::keys::{self, KeyPolicy};
+use crate::passwords::Password;
 use crate::state::AppState;
+use crate::users::{self, Email, Role};
 
 /// Client registration (RFC 7591 §2 metadata). Unknown fields are refused.
 #[derive(Object, Debug)]
@@ -132,6 +139,114 @@ pub enum Deleted {
     /// Deleted, and everything issued to it revoked.
     #[oai(status = 204)]
     NoContent,
+}
+
+/// A page of users.
+#[derive(Object, Debug)]
+pub struct UserPage {
+    pub users: Vec<UserView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// What an admin may change; fields left out keep their value, `email: null` removes it.
+#[derive(Object, Debug)]
+#[oai(deny_unknown_fields)]
+pub struct UserUpdate {
+    pub email: MaybeUndefined<String>,
+    /// The complete new set of roles (not for your own account).
+    pub roles: Option<Vec<String>>,
+    /// A disabled account cannot sign in; its sessions and tokens end.
+    pub disabled: Option<bool>,
+}
+
+#[derive(Object, Debug)]
+#[oai(deny_unknown_fields)]
+pub struct BanRequest {
+    /// Shown to the user when they try to sign in.
+    #[oai(validator(max_length = 500))]
+    pub reason: Option<String>,
+    /// When the ban ends by itself; absent for an indefinite ban.
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[derive(Object, Debug)]
+pub struct BanResult {
+    pub user: UserView,
+    /// Sessions (refresh families) the ban ended.
+    pub sessions_ended: u64,
+}
+
+#[derive(Object, Debug)]
+#[oai(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+}
+
+#[derive(Object, Debug)]
+pub struct SessionsEnded {
+    /// How many sessions (refresh families) ended.
+    pub revoked: u64,
+}
+
+/// Criteria for bulk revocation; every given one must match.
+#[derive(Object, Debug)]
+#[oai(deny_unknown_fields)]
+pub struct BulkRevocationRequest {
+    pub user_id: Option<Uuid>,
+    pub client_id: Option<String>,
+    /// A CIDR block (`203.0.113.0/24`, `2001:db8::/32`) or one address.
+    pub ip_prefix: Option<String>,
+    /// Case-insensitive substring of the user agent.
+    #[oai(validator(max_length = 200))]
+    pub user_agent_contains: Option<String>,
+    /// Sessions started before this time.
+    pub issued_before: Option<DateTime<Utc>>,
+    /// Sessions started after this time.
+    pub issued_after: Option<DateTime<Utc>>,
+    /// End every session; required when no criterion is given.
+    pub all: Option<bool>,
+}
+
+#[derive(Object, Debug)]
+pub struct AuditEventView {
+    /// Time-ordered id; also the pagination cursor.
+    pub id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub kind: String,
+    pub actor_id: Option<String>,
+    pub subject_id: Option<String>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub details: serde_json::Value,
+}
+
+#[derive(Object, Debug)]
+pub struct AuditPage {
+    pub events: Vec<AuditEventView>,
+    /// Pass as `before` for older events; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Object, Debug)]
+pub struct KeyView {
+    pub kid: String,
+    /// `access` or `id_token`.
+    pub purpose: String,
+    pub alg: String,
+    /// `next`, `current`, `previous` or `retired`.
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub activates_at: DateTime<Utc>,
+    pub retires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(ApiResponse)]
+pub enum AdminOk<T: poem_openapi::types::ToJSON + Send + Sync + poem_openapi::types::Type> {
+    #[oai(status = 200)]
+    Ok(Json<T>),
 }
 
 pub struct AdminApi;
@@ -267,3 +382,307 @@ impl AdminApi {
         Ok(ClientOk::Ok(Json(ClientView::new(&client, Some(secret), now))))
     }
 }
+
+fn parse_roles(names: &[String]) -> Result<Vec<Role>, ApiError> {
+    names.iter().map(|n| Role::parse(n).map_err(ApiError::validation)).collect()
+}
+
+#[OpenApi(prefix_path = "/admin", tag = "Tag::Admin")]
+impl AdminUsersApi {
+    /// List users, oldest first, optionally searching usernames and emails.
+    #[oai(path = "/users", method = "get", operation_id = "listUsers")]
+    async fn list_users(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Substring of the username (case- and form-insensitive) or email.
+        q: Query<Option<String>>,
+        /// The `next_cursor` of the previous page.
+        after: Query<Option<Uuid>>,
+        /// Page size, 1..=200 (default 50).
+        limit: Query<Option<u64>>,
+    ) -> Result<AdminOk<UserPage>, ApiError> {
+        auth.admin(&state)?;
+        let limit = limit.0.unwrap_or(50).clamp(1, 200);
+        let rows = users::repo::list(&state.db, after.0, limit, q.0.as_deref()).await?;
+        let now = state.now();
+        let next_cursor =
+            (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
+        let users = rows.into_iter().map(|r| UserView::new(&r.into(), now)).collect();
+        Ok(AdminOk::Ok(Json(UserPage { users, next_cursor })))
+    }
+
+    /// One user.
+    #[oai(path = "/users/:id", method = "get", operation_id = "getUser")]
+    async fn get_user(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<AdminOk<UserView>, ApiError> {
+        auth.admin(&state)?;
+        let user = users::find(&state.db, id.0).await?.ok_or_else(|| ApiError::not_found("no such user"))?;
+        Ok(AdminOk::Ok(Json(UserView::new(&user, state.now()))))
+    }
+
+    /// Change a user's email, roles or disabled flag.
+    #[oai(path = "/users/:id", method = "patch", operation_id = "updateUser")]
+    async fn update_user(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        origin: ClientOrigin,
+        id: Path<Uuid>,
+        body: Json<UserUpdate>,
+    ) -> Result<AdminOk<UserView>, ApiError> {
+        let admin = auth.admin(&state)?;
+        let b = body.0;
+        let email = match b.email {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(e) => Some(Some(Email::parse(&e).map_err(ApiError::validation)?)),
+        };
+        let roles = b.roles.as_deref().map(parse_roles).transpose()?;
+        let patch = UserPatch { email, roles, disabled: b.disabled };
+        let user = crate::admin::update_user(&state, &origin.0, admin.id, id.0, patch).await?;
+        Ok(AdminOk::Ok(Json(UserView::new(&user, state.now()))))
+    }
+
+    /// Delete a user. Their sessions end and their tokens are denied.
+    #[oai(path = "/users/:id", method = "delete", operation_id = "deleteUser")]
+    async fn delete_user(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        origin: ClientOrigin,
+        id: Path<Uuid>,
+    ) -> Result<Deleted, ApiError> {
+        let admin = auth.admin(&state)?;
+        crate::admin::delete_user(&state, &origin.0, admin.id, id.0).await?;
+        Ok(Deleted::NoContent)
+    }
+
+    /// Set a new password; every session of the user ends.
+    #[oai(path = "/users/:id/password", method = "post", operation_id = "resetUserPassword")]
+    async fn reset_password(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        origin: ClientOrigin,
+        id: Path<Uuid>,
+        body: Json<PasswordResetRequest>,
+    ) -> Result<AdminOk<SessionsEnded>, ApiError> {
+        let admin = auth.admin(&state)?;
+        let password = Password::new(&body.0.password).map_err(ApiError::validation)?;
+        let revoked = crate::admin::reset_password(&state, &origin.0, admin.id, id.0, &password).await?;
+        Ok(AdminOk::Ok(Json(SessionsEnded { revoked })))
+    }
+
+    /// Ban a user: sign-in and refresh stop, every session ends, their
+    /// access tokens are denied (introspection, the revocation feed).
+    #[oai(path = "/users/:id/ban", method = "post", operation_id = "banUser")]
+    async fn ban(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        origin: ClientOrigin,
+        id: Path<Uuid>,
+        body: Json<BanRequest>,
+    ) -> Result<AdminOk<BanResult>, ApiError> {
+        let admin = auth.admin(&state)?;
+        let b = body.0;
+        let (user, ended) =
+            crate::admin::ban_user(&state, &origin.0, admin.id, id.0, b.reason, b.until).await?;
+        Ok(AdminOk::Ok(Json(BanResult { user: UserView::new(&user, state.now()), sessions_ended: ended })))
+    }
+
+    /// Lift a ban.
+    #[oai(path = "/users/:id/unban", method = "post", operation_id = "unbanUser")]
+    async fn unban(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        origin: ClientOrigin,
+        id: Path<Uuid>,
+    ) -> Result<AdminOk<UserView>, ApiError> {
+        let admin = auth.admin(&state)?;
+        let user = crate::admin::unban_user(&state, &origin.0, admin.id, id.0).await?;
+        Ok(AdminOk::Ok(Json(UserView::new(&user, state.now()))))
+    }
+
+    /// A user's live sessions.
+    #[oai(path = "/users/:id/sessions", method = "get", operation_id = "listUserSessions")]
+    async fn sessions(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<AdminOk<Vec<SessionView>>, ApiError> {
+        auth.admin(&state)?;
+        users::find(&state.db, id.0).await?.ok_or_else(|| ApiError::not_found("no such user"))?;
+        let sessions = crate::admin::sessions_of(&state, id.0).await?;
+        Ok(AdminOk::Ok(Json(sessions.iter().map(|f| SessionView::new(f, None)).collect())))
+    }
+
+    /// End one session of a user.
+    #[oai(path = "/users/:id/sessions/:session_id", method = "delete", operation_id = "endUserSession")]
+    async fn end_session(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        origin: ClientOrigin,
+        id: Path<Uuid>,
+        session_id: Path<Uuid>,
+    ) -> Result<Deleted, ApiError> {
+        let admin = auth.admin(&state)?;
+        crate::admin::end_user_session(&state, &origin.0, admin.id, id.0, session_id.0).await?;
+        Ok(Deleted::NoContent)
+    }
+
+    /// End every session matching the criteria, in one statement.
+    #[oai(path = "/sessions/revoke", method = "post", operation_id = "bulkRevokeSessions")]
+    async fn bulk_revoke(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        origin: ClientOrigin,
+        body: Json<BulkRevocationRequest>,
+    ) -> Result<AdminOk<SessionsEnded>, ApiError> {
+        let admin = auth.admin(&state)?;
+        let b = body.0;
+        let ip_prefix = b
+            .ip_prefix
+            .as_deref()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| ApiError::validation(format!("{p:?} is not an IP address or CIDR block")))
+            })
+            .transpose()?;
+        let criteria = BulkCriteria {
+            user_id: b.user_id,
+            client_id: b.client_id,
+            ip_prefix,
+            user_agent_contains: b.user_agent_contains,
+            issued_before: b.issued_before,
+            issued_after: b.issued_after,
+            all: b.all.unwrap_or(false),
+        };
+        let revoked = crate::admin::bulk_revoke(&state, &origin.0, admin.id, criteria).await?;
+        Ok(AdminOk::Ok(Json(SessionsEnded { revoked })))
+    }
+
+    /// The audit log, newest first.
+    #[oai(path = "/audit", method = "get", operation_id = "listAuditEvents")]
+    #[allow(clippy::too_many_arguments)]
+    async fn audit(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        kind: Query<Option<String>>,
+        actor_id: Query<Option<String>>,
+        subject_id: Query<Option<String>>,
+        client_id: Query<Option<String>>,
+        since: Query<Option<DateTime<Utc>>>,
+        until: Query<Option<DateTime<Utc>>>,
+        /// The `next_cursor` of the previous page.
+        before: Query<Option<Uuid>>,
+        /// Page size, 1..=500 (default 100).
+        limit: Query<Option<u64>>,
+    ) -> Result<AdminOk<AuditPage>, ApiError> {
+        auth.admin(&state)?;
+        let limit = limit.0.unwrap_or(100).clamp(1, 500);
+        let filter = AuditFilter {
+            kind: kind.0,
+            actor_id: actor_id.0,
+            subject_id: subject_id.0,
+            client_id: client_id.0,
+            since: since.0,
+            until: until.0,
+            before: before.0,
+        };
+        let rows = audit::list(&state.db, &filter, limit).await?;
+        let next_cursor =
+            (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
+        let events = rows
+            .into_iter()
+            .map(|r| AuditEventView {
+                id: r.id,
+                occurred_at: r.occurred_at,
+                kind: r.kind,
+                actor_id: r.actor_id,
+                subject_id: r.subject_id,
+                client_id: r.client_id,
+                ip: r.ip,
+                user_agent: r.user_agent,
+                details: serde_json::from_str(&r.details).unwrap_or_default(),
+            })
+            .collect();
+        Ok(AdminOk::Ok(Json(AuditPage { events, next_cursor })))
+    }
+
+    /// Signing keys and their states.
+    #[oai(path = "/keys", method = "get", operation_id = "listKeys")]
+    async fn keys(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+    ) -> Result<AdminOk<Vec<KeyView>>, ApiError> {
+        auth.admin(&state)?;
+        let policy = KeyPolicy::from_settings(&state.settings);
+        let rows = keys::list(&state.db, &policy, state.now()).await?;
+        Ok(AdminOk::Ok(Json(
+            rows.into_iter()
+                .map(|(meta, status)| KeyView {
+                    kid: meta.kid,
+                    purpose: meta.purpose.as_str().into(),
+                    alg: meta.alg.as_str().into(),
+                    state: status.state.as_str().into(),
+                    created_at: meta.created_at,
+                    activates_at: meta.activates_at,
+                    retires_at: status.retires_at,
+                })
+                .collect(),
+        )))
+    }
+
+    /// Rotate the signing keys: the next keys sign as soon as that is safe.
+    #[oai(path = "/keys/rotate", method = "post", operation_id = "rotateKeys")]
+    async fn rotate_keys(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        origin: ClientOrigin,
+    ) -> Result<AdminOk<Vec<KeyView>>, ApiError> {
+        let admin = auth.admin(&state)?;
+        let policy = KeyPolicy::from_settings(&state.settings);
+        let now = state.now();
+        let plans = keys::rotate(&state.db, &policy, &state.master, now).await?;
+        for plan in &plans {
+            let event = Event::new(EventKind::KeyRotated)
+                .actor(admin.id)
+                .detail("kid", plan.kid.clone())
+                .detail("purpose", plan.purpose.as_str())
+                .detail("activates_at", plan.activates_at.to_rfc3339());
+            audit::record(&state.db, now, &origin.0, event).await;
+        }
+        state.keyring.reload(&state.db, now).await?;
+        let rows = keys::list(&state.db, &policy, now).await?;
+        Ok(AdminOk::Ok(Json(
+            rows.into_iter()
+                .filter(|(m, _)| plans.iter().any(|p| p.kid == m.kid))
+                .map(|(meta, status)| KeyView {
+                    kid: meta.kid,
+                    purpose: meta.purpose.as_str().into(),
+                    alg: meta.alg.as_str().into(),
+                    state: status.state.as_str().into(),
+                    created_at: meta.created_at,
+                    activates_at: meta.activates_at,
+                    retires_at: status.retires_at,
+                })
+                .collect(),
+        )))
+    }
+}
+
+pub struct AdminUsersApi;

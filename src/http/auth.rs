@@ -34,6 +34,7 @@ pub struct UserView {
     /// Banned now (a ban with an expiry lapses by itself).
     pub banned: bool,
     pub banned_until: Option<DateTime<Utc>>,
+    pub ban_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
@@ -49,6 +50,7 @@ impl UserView {
             disabled: user.disabled,
             banned: user.is_banned(now),
             banned_until: user.ban.as_ref().and_then(|b| b.until),
+            ban_reason: user.ban.as_ref().filter(|_| user.is_banned(now)).and_then(|b| b.reason.clone()),
             created_at: user.created_at,
             updated_at: user.updated_at,
             last_login_at: user.last_login_at,
@@ -133,6 +135,7 @@ impl Example for UserView {
             disabled: false,
             banned: false,
             banned_until: None,
+            ban_reason: None,
             created_at: at,
             updated_at: at,
             last_login_at: Some(at),
@@ -287,6 +290,10 @@ impl AuthApi {
         origin: ClientOrigin,
         body: Json<RefreshTokenRequest>,
     ) -> Result<Tokens, ApiError> {
+        let address = crate::ratelimit::address_key(origin.0.ip);
+        if let Err(seconds) = state.token_limiter.check(&address, state.now()) {
+            return Err(ApiError::too_many_requests(seconds));
+        }
         let grant = authn::refresh(
             &state,
             &origin.0,
@@ -316,5 +323,81 @@ impl AuthApi {
     async fn me(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<Me, ApiError> {
         let user = auth.user()?;
         Ok(Me::Ok(Json(UserView::new(user, state.now()))))
+    }
+}
+
+/// A session: one refresh family.
+#[derive(Object, Debug, Clone)]
+pub struct SessionView {
+    pub id: Uuid,
+    /// The client it was issued to (`latchkey` for the JSON API).
+    pub client_id: String,
+    pub scope: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub last_rotated_at: DateTime<Utc>,
+    /// The session ends at this time at the latest.
+    pub expires_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// This is the session the request's token belongs to.
+    pub current: bool,
+}
+
+impl SessionView {
+    pub fn new(f: &crate::refresh::Family, current_sid: Option<&str>) -> Self {
+        SessionView {
+            id: f.id,
+            client_id: f.client_id.clone(),
+            scope: f.scope.clone(),
+            created_at: f.created_at,
+            last_used_at: f.last_used_at,
+            last_rotated_at: f.last_rotated_at,
+            expires_at: f.expires_at,
+            ip: f.ip.clone(),
+            user_agent: f.user_agent.clone(),
+            current: current_sid == Some(f.id.to_string().as_str()),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum SessionList {
+    #[oai(status = 200)]
+    Ok(Json<Vec<SessionView>>),
+}
+
+#[derive(ApiResponse)]
+pub enum SessionEnded {
+    /// The session ended; its refresh token and access tokens no longer work.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+pub struct SessionsApi;
+
+#[OpenApi(prefix_path = "/auth", tag = "Tag::Auth")]
+impl SessionsApi {
+    /// Your live sessions (refresh families), newest first.
+    #[oai(path = "/sessions", method = "get", operation_id = "listMySessions")]
+    async fn list(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<SessionList, ApiError> {
+        let user = auth.user()?;
+        let sessions = crate::admin::sessions_of(&state, user.id).await?;
+        let sid = auth.0.claims.sid.as_deref();
+        Ok(SessionList::Ok(Json(sessions.iter().map(|f| SessionView::new(f, sid)).collect())))
+    }
+
+    /// End one of your sessions (sign out a device).
+    #[oai(path = "/sessions/:id", method = "delete", operation_id = "endMySession")]
+    async fn end(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        origin: ClientOrigin,
+        id: poem_openapi::param::Path<Uuid>,
+    ) -> Result<SessionEnded, ApiError> {
+        let user = auth.user()?;
+        crate::admin::end_user_session(&state, &origin.0, user.id, user.id, id.0).await?;
+        Ok(SessionEnded::NoContent)
     }
 }

@@ -139,6 +139,16 @@ impl ApiError {
         ApiError::Conflict(Json(ErrorBody::new(code, description)))
     }
 
+    pub fn too_many_requests(retry_after: u64) -> Self {
+        ApiError::TooManyRequests(
+            Json(ErrorBody::new(
+                "rate_limited",
+                format!("too many requests; retry in {retry_after} seconds"),
+            )),
+            retry_after,
+        )
+    }
+
     pub fn busy(description: impl Into<String>) -> Self {
         ApiError::Unavailable(Json(ErrorBody::new("temporarily_unavailable", description)), 1)
     }
@@ -325,5 +335,19 @@ impl From<crate::oauth::OAuthError> for OAuthErrorResponse {
 impl From<Internal> for OAuthErrorResponse {
     fn from(e: Internal) -> Self {
         crate::oauth::OAuthError::from(e).into()
+    }
+}
+
+impl From<crate::admin::AdminError> for ApiError {
+    fn from(e: crate::admin::AdminError) -> Self {
+        use crate::admin::AdminError;
+        match e {
+            AdminError::UserNotFound => ApiError::not_found("no such user"),
+            AdminError::SessionNotFound => ApiError::not_found("no such session"),
+            AdminError::SelfAction(_) => ApiError::forbidden("self_action", e.to_string()),
+            AdminError::Invalid(_) => ApiError::validation(e),
+            AdminError::Busy => ApiError::busy(e.to_string()),
+            AdminError::Internal(i) => ApiError::internal(&i),
+        }
     }
 }

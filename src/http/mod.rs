@@ -14,6 +14,7 @@ pub mod middleware;
 pub mod oauth;
 pub mod origin;
 pub mod payload;
+pub mod revocations;
 pub mod security;
 pub mod well_known;
 
@@ -31,8 +32,10 @@ pub enum Tag {
     OAuth,
     /// latchkey's JSON API for first-party apps.
     Auth,
-    /// Administration (Bearer token of a user with the `admin` role).
+    /// Administration (an admin's token with scope `latchkey:admin`).
     Admin,
+    /// The revocation feed for relying services.
+    Revocations,
     /// Liveness, readiness and metrics.
     Operations,
 }
@@ -42,7 +45,10 @@ type Apis = (
     oauth::OAuthApi,
     authorize::AuthorizeApi,
     auth::AuthApi,
+    auth::SessionsApi,
     admin::AdminApi,
+    admin::AdminUsersApi,
+    revocations::RevocationsApi,
     health::HealthApi,
 );
 
@@ -55,7 +61,10 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             oauth::OAuthApi,
             authorize::AuthorizeApi,
             auth::AuthApi,
+            auth::SessionsApi,
             admin::AdminApi,
+            admin::AdminUsersApi,
+            revocations::RevocationsApi,
             health::HealthApi,
         ),
         "latchkey",
@@ -82,6 +91,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let body_limit = state.settings.body_limit;
+    let log_state = state.clone();
     Route::new()
         .nest("/", api)
         .nest("/docs", docs)
@@ -89,6 +99,9 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .around(move |ep, req| middleware::limit_body(ep, req, body_limit))
         .around(error::normalize_errors)
         .around(middleware::default_headers)
-        .around(middleware::access_log)
+        .around(move |ep, req| {
+            let state = log_state.clone();
+            async move { middleware::access_log(ep, req, &state.metrics).await }
+        })
         .data(state)
 }

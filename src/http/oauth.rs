@@ -195,6 +195,10 @@ impl OAuthApi {
         form: Form<TokenForm>,
     ) -> Result<TokenIssued, OAuthErrorResponse> {
         let form = form.0;
+        let address = crate::ratelimit::address_key(origin.0.ip);
+        if let Err(seconds) = state.token_limiter.check(&address, state.now()) {
+            return Err(OAuthError::throttled(seconds, "too many token requests; retry later").into());
+        }
         let client = authenticate(&state, req, form.client_id, form.client_secret).await?;
         let request = TokenRequest {
             grant_type: form.grant_type,

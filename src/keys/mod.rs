@@ -169,10 +169,12 @@ impl KeyRing {
 
     /// Bring the chains up to date (create next keys, retire old ones) and
     /// swap in a fresh snapshot. Safe to run on every replica at once.
+    /// Returns the keys this call created (for the audit log).
     #[tracing::instrument(skip_all)]
-    pub async fn reload(&self, db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<()> {
-        let rows = maintained_rows(db, &self.policy, &self.master, now).await?;
-        self.load(&rows, now)
+    pub async fn reload(&self, db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<Vec<RotationPlan>> {
+        let (rows, created) = maintained_rows(db, &self.policy, &self.master, now).await?;
+        self.load(&rows, now)?;
+        Ok(created)
     }
 
     fn load(&self, rows: &[signing_keys::Model], now: DateTime<Utc>) -> Result<()> {
@@ -333,27 +335,31 @@ async fn maintained_rows(
     policy: &KeyPolicy,
     master: &MasterKey,
     now: DateTime<Utc>,
-) -> Result<Vec<signing_keys::Model>> {
+) -> Result<(Vec<signing_keys::Model>, Vec<RotationPlan>)> {
     let mut rows = repo::all(db).await?;
     check_master_key(&rows, master)?;
+    let mut created = Vec::new();
     for _ in 0..3 {
-        if !maintain_chains(db, &rows, policy, master, now).await? {
+        let (changed, mut new_keys) = maintain_chains(db, &rows, policy, master, now).await?;
+        created.append(&mut new_keys);
+        if !changed {
             break;
         }
         rows = repo::all(db).await?;
     }
-    Ok(rows)
+    Ok((rows, created))
 }
 
 /// Record retirements, drop next keys of the wrong algorithm, create missing
-/// next keys. Returns whether anything changed.
+/// next keys. Returns whether anything changed, and the keys it created.
 async fn maintain_chains(
     db: &impl ConnectionTrait,
     rows: &[signing_keys::Model],
     policy: &KeyPolicy,
     master: &MasterKey,
     now: DateTime<Utc>,
-) -> Result<bool> {
+) -> Result<(bool, Vec<RotationPlan>)> {
+    let mut created = Vec::new();
     let metas: Vec<KeyMeta> = metas_of(rows).into_iter().flatten().collect();
     let mut statuses = lifecycle::evaluate(&metas, now, policy.keep_published_for);
     let mut changed = false;
@@ -387,11 +393,12 @@ async fn maintain_chains(
             let kid = row.kid.clone();
             if repo::insert(db, row).await? {
                 tracing::info!(%kid, purpose = purpose.as_str(), alg = %alg, %activates_at, "signing key created");
+                created.push(RotationPlan { purpose, kid, alg, activates_at });
             }
             changed = true;
         }
     }
-    Ok(changed)
+    Ok((changed, created))
 }
 
 async fn new_key_row(
@@ -431,7 +438,7 @@ pub async fn rotate(
     master: &MasterKey,
     now: DateTime<Utc>,
 ) -> Result<Vec<RotationPlan>> {
-    let rows = maintained_rows(db, policy, master, now).await?;
+    let (rows, _) = maintained_rows(db, policy, master, now).await?;
     let metas: Vec<KeyMeta> = metas_of(&rows).into_iter().flatten().collect();
     let statuses = lifecycle::evaluate(&metas, now, policy.keep_published_for);
     let mut plans = Vec::new();

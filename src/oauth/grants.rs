@@ -159,6 +159,7 @@ fn client_credentials(
             audience: None,
         },
     )?;
+    state.metrics.issued("client_credentials");
     Ok(TokenGrant {
         access_token: access.token,
         expires_in: access.expires_in,
@@ -243,6 +244,7 @@ async fn authorization_code(
         .await?;
         return Err(OAuthError::invalid_grant("the authorization code was already used"));
     }
+    state.metrics.issued("authorization_code");
     Ok(grant)
 }
 

@@ -132,3 +132,64 @@ pub async fn revoke_for_client(
         .await?;
     Ok(result.rows_affected)
 }
+
+/// Which families a bulk revocation ends. Every set field must match.
+#[derive(Clone, Debug, Default)]
+pub struct FamilyFilter {
+    pub user_id: Option<Uuid>,
+    pub client_id: Option<String>,
+    /// Inclusive range of 16-byte addresses (a CIDR block).
+    pub ip_range: Option<(Vec<u8>, Vec<u8>)>,
+    /// Case-insensitive substring of the user agent.
+    pub user_agent_contains: Option<String>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub created_after: Option<DateTime<Utc>>,
+}
+
+/// End every live family matching `filter`, in one set-based statement.
+pub async fn revoke_matching(
+    db: &impl ConnectionTrait,
+    filter: &FamilyFilter,
+    now: DateTime<Utc>,
+    reason: &str,
+) -> Result<u64> {
+    use sea_orm::ExprTrait;
+    use sea_orm::sea_query::{Func, LikeExpr};
+    let mut update = Families::update_many()
+        .col_expr(Column::RevokedAt, Expr::value(now))
+        .col_expr(Column::RevokedReason, Expr::value(reason))
+        .filter(Column::RevokedAt.is_null());
+    if let Some(user) = filter.user_id {
+        update = update.filter(Column::UserId.eq(user));
+    }
+    if let Some(client) = &filter.client_id {
+        update = update.filter(Column::ClientId.eq(client.as_str()));
+    }
+    if let Some((lo, hi)) = &filter.ip_range {
+        update = update.filter(Column::IpBin.between(lo.clone(), hi.clone()));
+    }
+    if let Some(ua) = &filter.user_agent_contains {
+        let pattern = format!("%{}%", crate::users::repo::like_escape(&ua.to_lowercase()));
+        update = update.filter(
+            Expr::expr(Func::lower(Expr::col(Column::UserAgent))).like(LikeExpr::new(pattern).escape('\\')),
+        );
+    }
+    if let Some(before) = filter.created_before {
+        update = update.filter(Column::CreatedAt.lt(before));
+    }
+    if let Some(after) = filter.created_after {
+        update = update.filter(Column::CreatedAt.gt(after));
+    }
+    Ok(update.exec(db).await?.rows_affected)
+}
+
+/// End every live family of a user in one statement.
+pub async fn revoke_for_user(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+    reason: &str,
+) -> Result<u64> {
+    let filter = FamilyFilter { user_id: Some(user_id), ..FamilyFilter::default() };
+    revoke_matching(db, &filter, now, reason).await
+}

@@ -50,3 +50,100 @@ pub async fn touch_last_login(db: &impl ConnectionTrait, id: Uuid, now: DateTime
         .await?;
     Ok(())
 }
+
+/// Escape `%`, `_` and `\` for a LIKE pattern with `\` as the escape.
+pub fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// Users after `after` (by id, which is time-ordered), optionally matching
+/// `search` in the username (compared like usernames are) or the email.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    after: Option<Uuid>,
+    limit: u64,
+    search: Option<&str>,
+) -> Result<Vec<users::Model>> {
+    use sea_orm::sea_query::{Func, LikeExpr};
+    use sea_orm::{ExprTrait, QueryOrder, QuerySelect};
+    let mut query = Users::find().order_by_asc(users::Column::Id).limit(limit);
+    if let Some(after) = after {
+        query = query.filter(users::Column::Id.gt(after));
+    }
+    if let Some(search) = search.filter(|s| !s.is_empty()) {
+        let key = format!("%{}%", like_escape(&super::username::comparison_key(search)));
+        let email = format!("%{}%", like_escape(&search.to_lowercase()));
+        query = query.filter(Expr::col(users::Column::UsernameKey).like(LikeExpr::new(key).escape('\\')).or(
+            Expr::expr(Func::lower(Expr::col(users::Column::Email))).like(LikeExpr::new(email).escape('\\')),
+        ));
+    }
+    Ok(query.all(db).await?)
+}
+
+/// Change profile fields; `None` leaves a field as it is.
+pub async fn update_profile(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    email: Option<Option<String>>,
+    roles: Option<String>,
+    disabled: Option<bool>,
+    now: DateTime<Utc>,
+) -> Result<Option<users::Model>> {
+    let mut update = Users::update_many().col_expr(users::Column::UpdatedAt, Expr::value(now));
+    if let Some(email) = email {
+        update = update.col_expr(users::Column::Email, Expr::value(email));
+    }
+    if let Some(roles) = roles {
+        update = update.col_expr(users::Column::Roles, Expr::value(roles));
+    }
+    if let Some(disabled) = disabled {
+        update = update.col_expr(users::Column::Disabled, Expr::value(disabled));
+    }
+    update.filter(users::Column::Id.eq(id)).exec(db).await?;
+    by_id(db, id).await
+}
+
+/// Set or clear a ban.
+pub async fn set_ban(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    ban: Option<super::Ban>,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let (at, until, reason) = match ban {
+        Some(b) => (Some(b.at), b.until, b.reason),
+        None => (None, None, None),
+    };
+    let result = Users::update_many()
+        .col_expr(users::Column::BannedAt, Expr::value(at))
+        .col_expr(users::Column::BannedUntil, Expr::value(until))
+        .col_expr(users::Column::BanReason, Expr::value(reason))
+        .col_expr(users::Column::UpdatedAt, Expr::value(now))
+        .filter(users::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// A new password (reset): the hash and the change time.
+pub async fn set_new_password(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    hash: String,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let result = Users::update_many()
+        .col_expr(users::Column::PasswordHash, Expr::value(hash))
+        .col_expr(users::Column::PasswordChangedAt, Expr::value(now))
+        .col_expr(users::Column::UpdatedAt, Expr::value(now))
+        .filter(users::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Delete a user; their families, codes and browser sessions go with them
+/// (foreign keys cascade).
+pub async fn delete(db: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
+    Ok(Users::delete_by_id(id).exec(db).await?.rows_affected == 1)
+}

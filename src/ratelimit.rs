@@ -1,0 +1,256 @@
+//! Brute-force protection, in memory, per replica.
+//!
+//! - **Per address**: every password check and every token request counts
+//!   against the client address (IPv6 grouped by /64, since one host owns a
+//!   whole /64). A generic cell rate (GCRA): `limit` per minute, bursts up
+//!   to `limit`.
+//! - **Per username and address**: after `threshold` failures the pair is
+//!   locked for `lockout`. Only that address is locked out, so an attacker
+//!   cannot lock a user out of everywhere.
+//! - **Per username, globally**: when failures for one username come in
+//!   faster than `username_failures` per minute (a distributed guess), every
+//!   address that already failed for it must wait out its lockout window;
+//!   addresses with no failures still get through, so the user can still
+//!   sign in while the attack is slowed to one guess per address.
+//!
+//! Time comes from the [`Clock`](crate::clock::Clock), so tests move it.
+//! Memory is bounded: each table prunes expired entries and never holds more
+//! than `MAX_KEYS`. Limits are per replica; with N replicas an attacker gets
+//! at most N times the budget.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+const MAX_KEYS: usize = 100_000;
+
+/// The key of an address: IPv4 as is, IPv6 by its /64.
+pub fn address_key(ip: Option<IpAddr>) -> String {
+    match ip {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => "unknown".into(),
+    }
+}
+
+fn seconds_until(t: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
+    u64::try_from((t - now).num_milliseconds().max(0)).unwrap_or(0).div_ceil(1000).max(1)
+}
+
+/// Keep a map below `MAX_KEYS`: drop what `dead` says is dead, then, if
+/// still full, arbitrary entries (only reachable under a key-spraying flood).
+fn prune<V>(map: &mut HashMap<String, V>, dead: impl Fn(&V) -> bool) {
+    if map.len() < MAX_KEYS {
+        return;
+    }
+    map.retain(|_, v| !dead(v));
+    if map.len() >= MAX_KEYS {
+        let excess: Vec<String> = map.keys().take(map.len() - MAX_KEYS * 9 / 10).cloned().collect();
+        for k in excess {
+            map.remove(&k);
+        }
+    }
+}
+
+/// A keyed GCRA limiter: `limit` events per minute, bursts up to `limit`.
+pub struct RateLimiter {
+    interval: TimeDelta,
+    tolerance: TimeDelta,
+    enabled: bool,
+    /// Theoretical arrival time per key.
+    tat: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+impl RateLimiter {
+    /// `per_minute == 0` disables the limiter.
+    pub fn per_minute(per_minute: u32) -> Self {
+        let interval = TimeDelta::milliseconds(60_000 / i64::from(per_minute.max(1)));
+        RateLimiter {
+            interval,
+            tolerance: TimeDelta::minutes(1) - interval,
+            enabled: per_minute > 0,
+            tat: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Count one event for `key`; `Err(seconds)` to wait if over the limit.
+    pub fn check(&self, key: &str, now: DateTime<Utc>) -> Result<(), u64> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let Ok(mut map) = self.tat.lock() else { return Ok(()) };
+        let tat = map.get(key).copied().unwrap_or(now).max(now);
+        if tat - now > self.tolerance {
+            return Err(seconds_until(tat - self.tolerance, now));
+        }
+        prune(&mut map, |t| *t <= now);
+        map.insert(key.to_owned(), tat + self.interval);
+        Ok(())
+    }
+
+    /// Has `key` used more than its budget recently (without counting)?
+    pub fn exhausted(&self, key: &str, now: DateTime<Utc>) -> bool {
+        self.enabled
+            && self.tat.lock().is_ok_and(|map| map.get(key).is_some_and(|tat| *tat - now > self.tolerance))
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Failures {
+    count: u32,
+    first_at: DateTime<Utc>,
+    locked_until: Option<DateTime<Utc>>,
+}
+
+/// Per username-and-address lockouts, plus the per-username slowdown.
+pub struct LoginGuard {
+    per_address: RateLimiter,
+    username_failures: RateLimiter,
+    threshold: u32,
+    lockout: TimeDelta,
+    pairs: Mutex<HashMap<String, Failures>>,
+}
+
+/// Settings of the login guard.
+#[derive(Clone, Copy, Debug)]
+pub struct LoginLimits {
+    pub per_address_per_minute: u32,
+    pub username_failures_per_minute: u32,
+    pub lockout_threshold: u32,
+    pub lockout: TimeDelta,
+}
+
+impl LoginGuard {
+    pub fn new(limits: LoginLimits) -> Self {
+        LoginGuard {
+            per_address: RateLimiter::per_minute(limits.per_address_per_minute),
+            username_failures: RateLimiter::per_minute(limits.username_failures_per_minute),
+            threshold: limits.lockout_threshold,
+            lockout: limits.lockout,
+            pairs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn pair(username_key: &str, address: &str) -> String {
+        format!("{address}\u{0}{username_key}")
+    }
+
+    /// Before checking a password: `Err(seconds)` if this attempt must wait.
+    pub fn before(&self, username_key: &str, address: &str, now: DateTime<Utc>) -> Result<(), u64> {
+        if let Ok(pairs) = self.pairs.lock() {
+            if let Some(f) = pairs.get(&Self::pair(username_key, address)) {
+                if let Some(until) = f.locked_until.filter(|u| *u > now) {
+                    return Err(seconds_until(until, now));
+                }
+                let recent = f.count > 0 && f.first_at + self.lockout > now;
+                if recent && self.username_failures.exhausted(username_key, now) {
+                    return Err(seconds_until(f.first_at + self.lockout, now));
+                }
+            }
+        }
+        self.per_address.check(address, now)
+    }
+
+    /// After a wrong password.
+    pub fn failed(&self, username_key: &str, address: &str, now: DateTime<Utc>) {
+        let _ = self.username_failures.check(username_key, now);
+        if self.threshold == 0 {
+            return;
+        }
+        let Ok(mut pairs) = self.pairs.lock() else { return };
+        let lockout = self.lockout;
+        prune(&mut pairs, |f| f.first_at + lockout <= now && f.locked_until.is_none_or(|u| u <= now));
+        let entry = pairs.entry(Self::pair(username_key, address)).or_insert(Failures {
+            count: 0,
+            first_at: now,
+            locked_until: None,
+        });
+        if entry.first_at + lockout <= now {
+            *entry = Failures { count: 0, first_at: now, locked_until: None };
+        }
+        entry.count += 1;
+        if entry.count >= self.threshold {
+            entry.locked_until = Some(now + lockout);
+        }
+    }
+
+    /// After a correct password: the pair starts over.
+    pub fn succeeded(&self, username_key: &str, address: &str) {
+        if let Ok(mut pairs) = self.pairs.lock() {
+            pairs.remove(&Self::pair(username_key, address));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn the_limiter_allows_a_burst_then_one_per_interval() {
+        let limiter = RateLimiter::per_minute(6);
+        for _ in 0..6 {
+            assert!(limiter.check("a", t(0)).is_ok());
+        }
+        let wait = limiter.check("a", t(0)).unwrap_err();
+        assert!((1..=10).contains(&wait), "{wait}");
+        assert!(limiter.check("b", t(0)).is_ok(), "keys are independent");
+        assert!(limiter.check("a", t(10)).is_ok(), "one interval later, one more");
+        assert!(limiter.check("a", t(10)).is_err());
+        assert!(RateLimiter::per_minute(0).check("a", t(0)).is_ok(), "0 disables");
+    }
+
+    fn guard() -> LoginGuard {
+        LoginGuard::new(LoginLimits {
+            per_address_per_minute: 0,
+            username_failures_per_minute: 3,
+            lockout_threshold: 3,
+            lockout: TimeDelta::minutes(15),
+        })
+    }
+
+    #[test]
+    fn a_pair_locks_after_the_threshold_and_only_that_pair() {
+        let g = guard();
+        for _ in 0..3 {
+            assert!(g.before("alice", "1.1.1.1", t(0)).is_ok());
+            g.failed("alice", "1.1.1.1", t(0));
+        }
+        assert!(g.before("alice", "1.1.1.1", t(1)).unwrap_err() > 800);
+        assert!(g.before("alice", "2.2.2.2", t(1)).is_ok(), "another address is not locked");
+        assert!(g.before("bob", "1.1.1.1", t(1)).is_ok(), "another user is not locked");
+        assert!(g.before("alice", "1.1.1.1", t(15 * 60 + 1)).is_ok(), "the lock expires");
+    }
+
+    #[test]
+    fn a_distributed_attack_slows_failing_addresses_but_not_fresh_ones() {
+        let g = guard();
+        for i in 0..10 {
+            let ip = format!("10.0.0.{i}");
+            if g.before("alice", &ip, t(0)).is_ok() {
+                g.failed("alice", &ip, t(0));
+            }
+        }
+        assert!(g.before("alice", "10.0.0.1", t(1)).is_err(), "an address that failed waits");
+        assert!(g.before("alice", "192.0.2.1", t(1)).is_ok(), "the real user's fresh address gets through");
+        g.succeeded("alice", "10.0.0.1");
+        assert!(g.before("alice", "10.0.0.1", t(1)).is_ok(), "success clears the pair");
+    }
+
+    #[test]
+    fn ipv6_addresses_are_grouped_by_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert_eq!(address_key(Some(a)), address_key(Some(b)));
+        assert_ne!(address_key(Some(a)), address_key(Some("2001:db8:1:3::1".parse().unwrap())));
+    }
+}
