@@ -9,13 +9,16 @@ mod helpers;
 mod jwt;
 mod oauth_support;
 
+mod admin_users;
 mod cli;
 mod errors;
+mod feed;
 mod health;
 mod keys;
 mod oauth;
 mod oidc_client;
 mod openapi;
+mod protection;
 mod refresh;
 mod register_login;
 mod restart;
