@@ -1,0 +1,89 @@
+//! Bulk revocation on a million refresh families, on PostgreSQL.
+//!
+//! Creates a scratch database, fills `refresh_families` with 1,000,000 live
+//! families (set-based `INSERT ... SELECT generate_series`), then times the
+//! one-statement bulk revocation for an IP prefix, an issued-before cutoff,
+//! and a user agent substring, each matching a known share of the rows.
+//!
+//! `cargo bench --bench bulk_revocation` (LATCHKEY_BENCH_DATABASE_URL, default
+//! postgres://postgres@127.0.0.1:5432/test, must allow CREATE DATABASE).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Instant;
+
+use chrono::{TimeDelta, Utc};
+use latchkey::admin::ip_range;
+use latchkey::config::Settings;
+use latchkey::refresh::repo::{FamilyFilter, revoke_matching};
+use sea_orm::{ConnectionTrait, Database};
+
+const ROWS: i64 = 1_000_000;
+
+#[tokio::main]
+async fn main() {
+    let admin = std::env::var("LATCHKEY_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!("latchkey_bench_{}", uuid::Uuid::new_v4().simple());
+    let conn = Database::connect(&admin).await.expect("PostgreSQL reachable");
+    conn.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::for_tests(&url, dir.path());
+    let db = latchkey::startup::connect(&settings).await.unwrap();
+    latchkey::startup::migrate(&db).await.unwrap();
+
+    let user = uuid::Uuid::now_v7();
+    db.execute_unprepared(&format!(
+        "INSERT INTO users (id, username, username_key, password_hash, roles, disabled, created_at, updated_at, password_changed_at)
+         VALUES ('{user}', 'bench', 'bench', 'x', '', false, now(), now(), now())"
+    ))
+    .await
+    .unwrap();
+    let started = Instant::now();
+    // Families i = 1..ROWS: created i seconds ago, from 10.0.0.0/8 (address
+    // 10.x.y.z spread over the block), every 4th with a "curl" agent.
+    db.execute_unprepared(&format!(
+        "INSERT INTO refresh_families
+           (id, user_id, client_id, scope, counter, auth_time, created_at, last_used_at, last_rotated_at,
+            expires_at, ip, ip_bin, user_agent)
+         SELECT gen_random_uuid(), '{user}', 'latchkey', 'profile', 0, now(),
+                now() - make_interval(secs => i), now(), now(), now() + interval '30 days',
+                '10.0.0.0',
+                '\\x00000000000000000000ffff'::bytea || int4send(167772160 + ((i * 16) % 16777216)::int),
+                CASE WHEN i % 4 = 0 THEN 'curl/8.0' ELSE 'Mozilla/5.0' END
+         FROM generate_series(1, {ROWS}) AS i"
+    ))
+    .await
+    .unwrap();
+    db.execute_unprepared("ANALYZE refresh_families").await.unwrap();
+    println!(
+        "bulk revocation on PostgreSQL, {ROWS} live families (filled in {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+
+    #[allow(clippy::disallowed_methods)]
+    let now = Utc::now();
+    let cases: Vec<(&str, FamilyFilter)> = vec![
+        (
+            "ip_prefix 10.0.0.0/9 (half)",
+            FamilyFilter { ip_range: Some(ip_range("10.0.0.0/9".parse().unwrap())), ..Default::default() },
+        ),
+        (
+            "issued_before now-750000s (a quarter of the rest)",
+            FamilyFilter { created_before: Some(now - TimeDelta::seconds(750_000)), ..Default::default() },
+        ),
+        (
+            "user_agent_contains curl (a quarter of the rest)",
+            FamilyFilter { user_agent_contains: Some("curl".into()), ..Default::default() },
+        ),
+        ("user_id (everything left)", FamilyFilter { user_id: Some(user), ..Default::default() }),
+    ];
+    for (label, filter) in cases {
+        let t = Instant::now();
+        let ended = revoke_matching(&db, &filter, now, "bench").await.unwrap();
+        println!("  {label:<52} ended {ended:>7} in {:>6.2} s", t.elapsed().as_secs_f64());
+    }
+    db.close().await.ok();
+    conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.unwrap();
+}
