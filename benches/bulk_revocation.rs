@@ -70,19 +70,24 @@ async fn main() {
             FamilyFilter { ip_range: Some(ip_range("10.0.0.0/9".parse().unwrap())), ..Default::default() },
         ),
         (
-            "issued_before now-750000s (a quarter of the rest)",
+            "issued_before now-750000s (a quarter)",
             FamilyFilter { created_before: Some(now - TimeDelta::seconds(750_000)), ..Default::default() },
         ),
         (
-            "user_agent_contains curl (a quarter of the rest)",
+            "user_agent_contains curl (a quarter)",
             FamilyFilter { user_agent_contains: Some("curl".into()), ..Default::default() },
         ),
-        ("user_id (everything left)", FamilyFilter { user_id: Some(user), ..Default::default() }),
+        ("user_id (all of them)", FamilyFilter { user_id: Some(user), ..Default::default() }),
     ];
     for (label, filter) in cases {
         let t = Instant::now();
         let ended = revoke_matching(&db, &filter, now, "bench").await.unwrap();
         println!("  {label:<52} ended {ended:>7} in {:>6.2} s", t.elapsed().as_secs_f64());
+        // Every case starts from a million live families.
+        db.execute_unprepared("UPDATE refresh_families SET revoked_at = NULL, revoked_reason = NULL")
+            .await
+            .unwrap();
+        db.execute_unprepared("VACUUM ANALYZE refresh_families").await.unwrap();
     }
     db.close().await.ok();
     conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.unwrap();

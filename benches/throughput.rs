@@ -5,6 +5,8 @@
 //!   (the framework's ceiling);
 //! - refresh rotations/s against a bare poem handler doing one single-row
 //!   `UPDATE` on the same database (the database's ceiling);
+//! - client-credentials token issuance/s against a bare poem handler doing
+//!   one primary-key `SELECT` on the same database;
 //! - logins/s against raw argon2id hashes/s with the same parameters and the
 //!   same number of threads (the hashing ceiling).
 //!
@@ -137,6 +139,15 @@ async fn bare_update(Data(db): Data<&DatabaseConnection>) -> poem::Response {
         .body("{}")
 }
 
+#[handler]
+async fn bare_select(Data(db): Data<&DatabaseConnection>) -> poem::Response {
+    use sea_orm::EntityTrait;
+    let ok = latchkey::entities::users::Entity::find_by_id(uuid::Uuid::nil()).one(db).await.is_ok();
+    poem::Response::builder()
+        .status(if ok { poem::http::StatusCode::OK } else { poem::http::StatusCode::INTERNAL_SERVER_ERROR })
+        .body("{}")
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(run());
@@ -156,6 +167,8 @@ async fn run() {
     // The ceiling handler shares latchkey's pool, so both see the same
     // connection settings (WAL, synchronous=NORMAL on SQLite).
     let shared_db = app.state().db.clone();
+    let shared_select_db = shared_db.clone();
+    let app_db = shared_db.clone();
     tokio::spawn(app.run_until(std::future::pending()));
     let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
 
@@ -231,6 +244,44 @@ async fn run() {
                 }
                 None => false,
             }
+        }
+    })
+    .await;
+    println!("  ratio: {:.2} of the database ceiling", rate / ceiling);
+
+    // --- Token issuance (client credentials) vs one primary-key SELECT.
+    println!("\nToken issuance (client_credentials)");
+    let bare = serve(Route::new().at("/", post(bare_select)).data(shared_select_db)).await;
+    let c = client.clone();
+    let ceiling = measure("bare handler, one SELECT by key (database ceiling)", move |_, _| {
+        let (c, url) = (c.clone(), bare.clone());
+        async move { c.post(&url).send().await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await;
+    let service = latchkey::clients::create(
+        &app_db,
+        chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default(),
+        latchkey::clients::ClientMetadata {
+            client_name: Some("bench".into()),
+            grant_types: Some(vec!["client_credentials".into()]),
+            scope: Some("tasks:read".into()),
+            ..Default::default()
+        },
+        &[latchkey::config::SigningAlg::Rs256],
+    )
+    .await
+    .unwrap();
+    let secret = service.1.clone().unwrap();
+    let (c, url, id) = (client.clone(), format!("{latchkey}/oauth/token"), service.0.client_id.clone());
+    let rate = measure("POST /oauth/token (client_credentials)", move |_, _| {
+        let (c, url, id, secret) = (c.clone(), url.clone(), id.clone(), secret.clone());
+        async move {
+            c.post(&url)
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
         }
     })
     .await;
