@@ -23,7 +23,7 @@ use crate::users::{self, Email, Role};
 
 /// Client registration (RFC 7591 §2 metadata). Unknown fields are refused.
 #[derive(Object, Debug)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct ClientRegistration {
     pub client_name: String,
     /// Exact redirect URIs (https, or http on localhost).
@@ -43,7 +43,7 @@ pub struct ClientRegistration {
 
 /// A partial update: fields left out keep their value.
 #[derive(Object, Debug)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct ClientUpdate {
     pub client_name: Option<String>,
     pub redirect_uris: Option<Vec<String>>,
@@ -58,6 +58,7 @@ pub struct ClientUpdate {
 
 /// A client (RFC 7591 §3.2.1 response).
 #[derive(Object, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ClientView {
     pub client_id: String,
     /// Present only when just generated: it is never shown again.
@@ -143,6 +144,7 @@ pub enum Deleted {
 
 /// A page of users.
 #[derive(Object, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UserPage {
     pub users: Vec<UserView>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -151,7 +153,7 @@ pub struct UserPage {
 
 /// What an admin may change; fields left out keep their value, `email: null` removes it.
 #[derive(Object, Debug)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct UserUpdate {
     pub email: MaybeUndefined<String>,
     /// The complete new set of roles (not for your own account).
@@ -161,7 +163,7 @@ pub struct UserUpdate {
 }
 
 #[derive(Object, Debug)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct BanRequest {
     /// Shown to the user when they try to sign in.
     #[oai(validator(max_length = 500))]
@@ -171,6 +173,7 @@ pub struct BanRequest {
 }
 
 #[derive(Object, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BanResult {
     pub user: UserView,
     /// Sessions (refresh families) the ban ended.
@@ -178,13 +181,14 @@ pub struct BanResult {
 }
 
 #[derive(Object, Debug)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct PasswordResetRequest {
     #[oai(validator(max_length = 1024))]
     pub password: String,
 }
 
 #[derive(Object, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionsEnded {
     /// How many sessions (refresh families) ended.
     pub revoked: u64,
@@ -192,7 +196,7 @@ pub struct SessionsEnded {
 
 /// Criteria for bulk revocation; every given one must match.
 #[derive(Object, Debug)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct BulkRevocationRequest {
     pub user_id: Option<Uuid>,
     pub client_id: Option<String>,
@@ -210,6 +214,7 @@ pub struct BulkRevocationRequest {
 }
 
 #[derive(Object, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditEventView {
     /// Time-ordered id; also the pagination cursor.
     pub id: Uuid,
@@ -224,6 +229,7 @@ pub struct AuditEventView {
 }
 
 #[derive(Object, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditPage {
     pub events: Vec<AuditEventView>,
     /// Pass as `before` for older events; absent on the last page.
@@ -231,6 +237,7 @@ pub struct AuditPage {
 }
 
 #[derive(Object, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct KeyView {
     pub kid: String,
     /// `access` or `id_token`.

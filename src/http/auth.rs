@@ -23,7 +23,7 @@ use crate::users::{self, Email, NewUser, User, Username};
 
 /// A user account. Never includes the password hash.
 #[derive(Object, Debug, Clone)]
-#[oai(example)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct UserView {
     pub id: Uuid,
     /// The username as registered (NFKC-normalized).
@@ -60,7 +60,7 @@ impl UserView {
 
 /// Registration. Unknown fields (such as `roles`) are refused, not ignored.
 #[derive(Object, Debug)]
-#[oai(deny_unknown_fields, example)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields, example)]
 pub struct RegisterRequest {
     /// 2 to 64 letters, digits, marks, `.`, `_` or `-` of any script; unique
     /// regardless of case and Unicode form.
@@ -74,7 +74,7 @@ pub struct RegisterRequest {
 }
 
 #[derive(Object, Debug)]
-#[oai(deny_unknown_fields, example)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields, example)]
 pub struct LoginRequest {
     #[oai(validator(max_length = 256))]
     pub username: String,
@@ -88,7 +88,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Object, Debug)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct RefreshTokenRequest {
     #[oai(validator(max_length = 256))]
     pub refresh_token: String,
@@ -96,7 +96,7 @@ pub struct RefreshTokenRequest {
 
 /// A token response (RFC 6749 §5.1).
 #[derive(Object, Debug, Clone)]
-#[oai(example)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct TokenResponse {
     /// An RFC 9068 JWT access token (`typ: at+jwt`); verify it with the JWKS.
     pub access_token: String,
@@ -328,6 +328,7 @@ impl AuthApi {
 
 /// A session: one refresh family.
 #[derive(Object, Debug, Clone)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionView {
     pub id: Uuid,
     /// The client it was issued to (`latchkey` for the JSON API).

@@ -83,6 +83,7 @@ impl AuthorizeResponse {
 /// The sign-in form as posted: the authorization request in hidden fields,
 /// the CSRF token, and the credentials.
 #[derive(Object, Deserialize, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuthorizeForm {
     /// Set by the "Continue as …" form: use the browser session, no password.
     pub continue_session: Option<String>,
@@ -101,6 +102,7 @@ pub struct AuthorizeForm {
 }
 
 #[derive(Object, Deserialize, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct LogoutForm {
     pub csrf_token: Option<String>,
     pub client_id: Option<String>,

@@ -24,7 +24,7 @@ use crate::users::RegisterError;
 
 /// The error body of every endpoint.
 #[derive(Object, Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[oai(example)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct ErrorBody {
     /// A stable, machine-readable code: RFC 6749 §5.2 / RFC 6750 §3.1 codes on
     /// `/oauth/*`, latchkey codes elsewhere (`invalid_request`,

@@ -9,6 +9,7 @@ use super::Tag;
 use crate::state::AppState;
 
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct HealthStatus {
     /// `ok`, or what is wrong.
     pub status: String,

@@ -28,7 +28,7 @@ pub enum Tag {
     /// Discovery and public keys: everything relying services need.
     Discovery,
     /// OAuth 2.0 and OpenID Connect endpoints.
-    #[oai(rename = "OAuth")]
+    #[oai(rename = "oauth")]
     OAuth,
     /// latchkey's JSON API for first-party apps.
     Auth,

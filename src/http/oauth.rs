@@ -27,6 +27,7 @@ use crate::state::AppState;
 
 /// A token request (RFC 6749 §4.1.3, §4.3.2, §4.4.2, §6).
 #[derive(Object, Deserialize, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TokenForm {
     /// `authorization_code`, `refresh_token`, `client_credentials` or `password`.
     pub grant_type: String,
@@ -52,6 +53,7 @@ pub struct TokenForm {
 
 /// A revocation (RFC 7009 §2.1) or introspection (RFC 7662 §2.1) request.
 #[derive(Object, Deserialize, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TokenHintForm {
     pub token: String,
     /// `access_token` or `refresh_token`; a hint only.
@@ -62,6 +64,7 @@ pub struct TokenHintForm {
 
 /// RFC 7662 §2.2. Only `active` is present for inactive tokens.
 #[derive(Object, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct IntrospectionResponse {
     pub active: bool,
     #[oai(skip_serializing_if_is_none)]
@@ -113,6 +116,7 @@ impl From<Introspection> for IntrospectionResponse {
 
 /// OIDC Core §5.3.2 UserInfo response; claims by scope.
 #[derive(Object, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UserInfo {
     pub sub: String,
     #[oai(skip_serializing_if_is_none)]

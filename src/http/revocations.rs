@@ -28,6 +28,7 @@ const MAX_LIMIT: u64 = 1000;
 const MAX_WAIT: u64 = 30;
 
 #[derive(Object, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RevocationEntry {
     /// The entry's position in the feed.
     pub seq: i64,
@@ -43,6 +44,7 @@ pub struct RevocationEntry {
 }
 
 #[derive(Object, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RevocationFeed {
     pub entries: Vec<RevocationEntry>,
     /// Opaque: pass it as `since` to get what came after.

@@ -10,7 +10,7 @@ use crate::state::AppState;
 
 /// A public JSON Web Key (RFC 7517 §4), as published.
 #[derive(Object)]
-#[oai(rename = "Jwk")]
+#[oai(skip_serializing_if_is_none, rename = "Jwk")]
 pub struct JwkDoc {
     /// Key type: `EC`, `OKP` or `RSA`.
     pub kty: String,
@@ -33,7 +33,7 @@ pub struct JwkDoc {
 
 /// A JWK Set (RFC 7517 §5): the next, current and previous public keys.
 #[derive(Object)]
-#[oai(rename = "JwkSet")]
+#[oai(skip_serializing_if_is_none, rename = "JwkSet")]
 pub struct JwkSetDoc {
     pub keys: Vec<JwkDoc>,
 }
@@ -51,6 +51,7 @@ pub enum JwksResponse {
 /// OpenID Provider metadata (OIDC Discovery 1.0 §3) and authorization
 /// server metadata (RFC 8414 §2).
 #[derive(Object, Clone, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DiscoveryDocument {
     pub issuer: String,
     pub authorization_endpoint: String,

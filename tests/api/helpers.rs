@@ -346,6 +346,13 @@ impl TestApp {
             .collect()
     }
 
+    /// The `admin` user (password `admin password 1`), created through the CLI.
+    pub async fn create_user_with_roles_admin(&self) {
+        let out = self
+            .cli(&["users", "create", "--username", "admin", "--role", "admin"], Some("admin password 1\n"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// Run the `latchkey` binary against this app's database and master key.
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
         run_cli(&self.db.url, self.db.dir.path().to_path_buf(), args, stdin, &[])

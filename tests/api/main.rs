@@ -22,4 +22,5 @@ mod protection;
 mod refresh;
 mod register_login;
 mod restart;
+mod tasks_e2e;
 mod token_attacks;
