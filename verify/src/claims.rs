@@ -8,9 +8,13 @@ pub struct Claims {
     pub sub: String,
     #[serde(deserialize_with = "one_or_many")]
     pub aud: Vec<String>,
+    /// Seconds since the epoch. RFC 7519 §2 allows a non-integer NumericDate;
+    /// a fractional value is rounded down.
+    #[serde(deserialize_with = "numeric_date")]
     pub exp: i64,
+    #[serde(deserialize_with = "numeric_date")]
     pub iat: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_numeric_date")]
     pub nbf: Option<i64>,
     pub jti: String,
     pub client_id: String,
@@ -23,7 +27,7 @@ pub struct Claims {
     /// The session (refresh family) the token belongs to.
     #[serde(default)]
     pub sid: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_numeric_date")]
     pub auth_time: Option<i64>,
 }
 
@@ -58,4 +62,21 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 fn space_separated<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let s = String::deserialize(d)?;
     Ok(s.split_whitespace().map(str::to_owned).collect())
+}
+
+/// A JSON number as whole seconds. Values outside the `i64` range or not
+/// finite are rejected rather than saturated.
+fn numeric_date<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        Some(f) if f.is_finite() && f >= i64::MIN as f64 && f < i64::MAX as f64 => Ok(f.floor() as i64),
+        _ => Err(serde::de::Error::custom("NumericDate out of range")),
+    }
+}
+
+fn optional_numeric_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    numeric_date(d).map(Some)
 }

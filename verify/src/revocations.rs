@@ -20,8 +20,10 @@ use crate::credentials::ClientCredentials;
 struct Entry {
     kind: String,
     value: String,
-    created_at: String,
-    expires_at: String,
+    /// Seconds since the epoch, like `iat`.
+    created_at: i64,
+    /// Seconds since the epoch, like `exp`.
+    expires_at: i64,
 }
 
 #[derive(Deserialize)]
@@ -30,38 +32,12 @@ struct Page {
     cursor: String,
 }
 
-/// Unix seconds of an RFC 3339 instant.
-fn unix(rfc3339: &str) -> Option<i64> {
-    // Entries come from latchkey in UTC with an offset; a full parser is not
-    // needed for "YYYY-MM-DDTHH:MM:SS(.frac)(Z|±HH:MM)".
-    let (date, rest) = rfc3339.split_once('T')?;
-    let mut d = date.split('-').map(str::parse::<i64>);
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let time = rest.get(..8)?;
-    let mut t = time.split(':').map(str::parse::<i64>);
-    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
-    let tail = rest.get(8..)?.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
-    let offset = match tail {
-        "Z" | "" => 0,
-        _ => {
-            let sign = if tail.starts_with('-') { -1 } else { 1 };
-            let (oh, om) = tail.get(1..)?.split_once(':')?;
-            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
-        }
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
-}
-
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RevocationStats {
     pub entries: usize,
+    /// When the feed last answered (seconds since the epoch); 0 before the
+    /// first snapshot. Tokens are not checked against the feed until then.
+    pub last_synced: i64,
     /// Feed requests answered.
     pub polls: u64,
     /// Entries dropped because the memory bound was reached.
@@ -82,6 +58,7 @@ struct Lists {
     client: HashMap<String, Kept>,
     polls: u64,
     dropped: u64,
+    last_synced: i64,
 }
 
 impl Lists {
@@ -92,25 +69,33 @@ impl Lists {
 
 pub(crate) struct RevocationList {
     max_entries: usize,
+    /// The verifier's leeway: a token is accepted until `exp + leeway`, so an
+    /// entry must be kept as long.
+    leeway: i64,
     lists: Mutex<Lists>,
 }
 
 impl RevocationList {
-    pub(crate) fn new(max_entries: usize) -> Self {
-        RevocationList { max_entries: max_entries.max(1), lists: Mutex::new(Lists::default()) }
+    pub(crate) fn new(max_entries: usize, leeway: i64) -> Self {
+        RevocationList { max_entries: max_entries.max(1), leeway, lists: Mutex::new(Lists::default()) }
     }
 
     pub(crate) fn stats(&self) -> RevocationStats {
         self.lists
             .lock()
-            .map(|l| RevocationStats { entries: l.len(), polls: l.polls, dropped: l.dropped })
+            .map(|l| RevocationStats {
+                entries: l.len(),
+                last_synced: l.last_synced,
+                polls: l.polls,
+                dropped: l.dropped,
+            })
             .unwrap_or_default()
     }
 
     /// Does the feed deny this token at `now`?
     pub(crate) fn denies(&self, claims: &Claims, now: i64) -> bool {
         let Ok(l) = self.lists.lock() else { return false };
-        let live = |k: &Kept| k.expires_at > now;
+        let live = |k: &Kept| k.expires_at + self.leeway > now;
         let issued_before = |k: &Kept| live(k) && claims.iat <= k.created_at;
         l.jti.get(&claims.jti).is_some_and(live)
             || l.subject.get(&claims.sub).is_some_and(issued_before)
@@ -122,11 +107,9 @@ impl RevocationList {
         let Ok(mut guard) = self.lists.lock() else { return };
         let l = &mut *guard;
         l.polls += 1;
+        l.last_synced = now;
         for e in entries {
-            let (Some(created_at), Some(expires_at)) = (unix(&e.created_at), unix(&e.expires_at)) else {
-                continue;
-            };
-            let kept = Kept { created_at, expires_at };
+            let kept = Kept { created_at: e.created_at, expires_at: e.expires_at };
             let map = match e.kind.as_str() {
                 "jti" => &mut l.jti,
                 "sid" => &mut l.sid,
@@ -137,15 +120,16 @@ impl RevocationList {
             // A later entry for the same subject supersedes an earlier one.
             let merged = match map.get(&e.value) {
                 Some(old) => Kept {
-                    created_at: old.created_at.max(created_at),
-                    expires_at: old.expires_at.max(expires_at),
+                    created_at: old.created_at.max(kept.created_at),
+                    expires_at: old.expires_at.max(kept.expires_at),
                 },
                 None => kept,
             };
             map.insert(e.value, merged);
         }
+        let leeway = self.leeway;
         for map in [&mut l.jti, &mut l.sid, &mut l.subject, &mut l.client] {
-            map.retain(|_, k| k.expires_at > now);
+            map.retain(|_, k| k.expires_at + leeway > now);
         }
         let over = l.len().saturating_sub(self.max_entries);
         if over > 0 {
@@ -172,21 +156,56 @@ impl RevocationList {
     }
 }
 
+/// The largest feed response read (a snapshot is at most 10,000 entries).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+enum PageError {
+    /// The request was refused (4xx): start over from a snapshot.
+    Refused(String),
+    Failed(String),
+}
+
 async fn get_page(
     http: &reqwest::Client,
     credentials: &ClientCredentials,
     url: &str,
-) -> Result<Page, String> {
-    let token = credentials.token().await.map_err(|e| e.to_string())?;
-    let response = http.get(url).bearer_auth(token).send().await.map_err(|e| e.to_string())?;
-    if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+    timeout: Duration,
+) -> Result<Page, PageError> {
+    let token = credentials.token().await.map_err(|e| PageError::Failed(e.to_string()))?;
+    let mut response = http
+        .get(url)
+        .bearer_auth(token)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| PageError::Failed(e.to_string()))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED {
         credentials.invalidate().await;
+        return Err(PageError::Failed("the feed token was refused".into()));
     }
-    let response = response.error_for_status().map_err(|e| e.to_string())?;
-    response.json::<Page>().await.map_err(|e| e.to_string())
+    if status.is_client_error() {
+        return Err(PageError::Refused(status.to_string()));
+    }
+    if !status.is_success() {
+        return Err(PageError::Failed(status.to_string()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| PageError::Failed(e.to_string()))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(PageError::Failed("feed response too large".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| PageError::Failed(e.to_string()))
 }
 
-/// The follower loop: snapshot, then long polls; on errors, back off and retry.
+/// How long a long poll waits on the server.
+const WAIT: u64 = 25;
+
+/// The follower loop: snapshot, then long polls; on errors, back off and
+/// retry; on a refused request (a cursor the feed no longer knows), start
+/// over from a snapshot.
 pub(crate) async fn follow(
     issuer: String,
     http: reqwest::Client,
@@ -199,17 +218,22 @@ pub(crate) async fn follow(
     loop {
         let url = match &cursor {
             None => format!("{issuer}/revocations/snapshot"),
-            Some(c) => format!("{issuer}/revocations?since={c}&wait=25"),
+            Some(c) => format!("{issuer}/revocations?since={c}&wait={WAIT}"),
         };
-        match get_page(&http, &credentials, &url).await {
-            // A long poll has already waited (or `more` says there is
-            // more): ask again at once.
+        // The request may take the whole wait, so its timeout must exceed it.
+        match get_page(&http, &credentials, &url, Duration::from_secs(WAIT + 15)).await {
             Ok(page) => {
                 backoff = Duration::from_secs(1);
                 cursor = Some(page.cursor);
                 list.add(page.entries, clock.now());
             }
-            Err(e) => {
+            Err(PageError::Refused(e)) => {
+                tracing::warn!(error = %e, "revocation feed refused the cursor; taking a new snapshot");
+                cursor = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(PageError::Failed(e)) => {
                 tracing::warn!(error = %e, "revocation feed unavailable; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -221,14 +245,6 @@ pub(crate) async fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_instants_parse_with_offsets_and_fractions() {
-        assert_eq!(unix("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(unix("2026-11-24T10:00:00.123456+00:00"), Some(1_795_514_400));
-        assert_eq!(unix("2026-11-24T12:00:00+02:00"), Some(1_795_514_400));
-        assert_eq!(unix("garbage"), None);
-    }
 
     fn claims(jti: &str, sub: &str, sid: Option<&str>, iat: i64) -> Claims {
         Claims {
@@ -247,24 +263,19 @@ mod tests {
         }
     }
 
-    fn entry(kind: &str, value: &str, created: &str, expires: &str) -> Entry {
-        Entry {
-            kind: kind.into(),
-            value: value.into(),
-            created_at: created.into(),
-            expires_at: expires.into(),
-        }
+    fn entry(kind: &str, value: &str, created_at: i64, expires_at: i64) -> Entry {
+        Entry { kind: kind.into(), value: value.into(), created_at, expires_at }
     }
 
     #[test]
     fn entries_deny_what_they_name_until_they_expire() {
-        let list = RevocationList::new(100);
-        let t0 = unix("2026-01-01T00:00:00Z").unwrap();
+        let list = RevocationList::new(100, 10);
+        let t0 = 1_767_225_600;
         list.add(
             vec![
-                entry("jti", "j1", "2026-01-01T00:00:00Z", "2026-01-01T00:15:00Z"),
-                entry("subject", "u1", "2026-01-01T00:00:00Z", "2026-01-01T00:15:00Z"),
-                entry("sid", "s1", "2026-01-01T00:00:00Z", "2026-01-01T00:15:00Z"),
+                entry("jti", "j1", t0, t0 + 900),
+                entry("subject", "u1", t0, t0 + 900),
+                entry("sid", "s1", t0, t0 + 900),
             ],
             t0,
         );
@@ -272,23 +283,15 @@ mod tests {
         assert!(list.denies(&claims("j2", "u1", None, t0 - 10), t0), "subject banned");
         assert!(!list.denies(&claims("j2", "u1", None, t0 + 10), t0 + 20), "issued after the ban");
         assert!(list.denies(&claims("j3", "x", Some("s1"), t0 - 10), t0));
-        assert!(!list.denies(&claims("j1", "x", None, t0 - 10), t0 + 901), "expired entry");
+        assert!(list.denies(&claims("j1", "x", None, t0 - 10), t0 + 905), "kept for the leeway");
+        assert!(!list.denies(&claims("j1", "x", None, t0 - 10), t0 + 911), "expired entry");
     }
 
     #[test]
     fn memory_stays_bounded() {
-        let list = RevocationList::new(3);
-        let t0 = unix("2026-01-01T00:00:00Z").unwrap();
-        let entries = (0..10)
-            .map(|i| {
-                entry(
-                    "jti",
-                    &format!("j{i}"),
-                    "2026-01-01T00:00:00Z",
-                    &format!("2026-01-01T00:{:02}:00Z", 10 + i),
-                )
-            })
-            .collect();
+        let list = RevocationList::new(3, 0);
+        let t0 = 1_767_225_600;
+        let entries = (0..10).map(|i| entry("jti", &format!("j{i}"), t0, t0 + 600 + i * 60)).collect();
         list.add(entries, t0);
         let stats = list.stats();
         assert_eq!(stats.entries, 3);

@@ -221,3 +221,14 @@ async fn exp_and_nbf_allow_only_the_leeway() {
     f.clock.store(NOW + 56, Ordering::SeqCst);
     verify(&f, &early).await.unwrap();
 }
+
+#[tokio::test]
+async fn fractional_numeric_dates_are_accepted_and_rounded_down() {
+    let f = fixture();
+    let mut c = claims();
+    c.insert("iat".into(), json!(NOW as f64 + 0.75));
+    c.insert("exp".into(), json!((NOW + 900) as f64 + 0.5));
+    let token = sign(f.es.as_ref(), "es", "at+jwt", c);
+    let claims = verify(&f, &token).await.unwrap();
+    assert_eq!((claims.iat, claims.exp), (NOW, NOW + 900));
+}

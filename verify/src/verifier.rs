@@ -110,12 +110,15 @@ enum Fetched {
     NotModified(Duration),
 }
 
+/// The response's `max-age`, kept between 30 seconds (a JWKS served with
+/// `max-age=0` must not make every verifier poll once a second) and a day.
 fn max_age(headers: &reqwest::header::HeaderMap, default: Duration) -> Duration {
-    headers
+    let seconds = headers
         .get(reqwest::header::CACHE_CONTROL)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=")?.parse::<u64>().ok()))
-        .map_or(default, Duration::from_secs)
+        .map_or(default.as_secs(), |s| s);
+    Duration::from_secs(seconds.clamp(30, 86_400))
 }
 
 impl Verifier {
@@ -290,8 +293,10 @@ impl Verifier {
     /// Follow the issuer's revocation feed with a client that holds scope
     /// `revocations:read`, so revoked tokens and banned users are refused
     /// before their tokens expire. Keeps at most `max_entries` entries.
+    #[must_use = "the feed is followed only while the handle lives"]
     pub fn follow_revocations(&self, credentials: ClientCredentials, max_entries: usize) -> RevocationHandle {
-        let list = Arc::new(RevocationList::new(max_entries));
+        let leeway = i64::try_from(self.inner.config.leeway.as_secs()).unwrap_or(0);
+        let list = Arc::new(RevocationList::new(max_entries, leeway));
         if let Ok(mut slot) = self.inner.revocations.lock() {
             *slot = Some(Arc::clone(&list));
         }
@@ -307,6 +312,7 @@ impl Verifier {
 }
 
 /// The running feed follower; stops when dropped.
+#[must_use = "the feed is followed only while the handle lives"]
 pub struct RevocationHandle {
     list: Arc<RevocationList>,
     task: tokio::task::JoinHandle<()>,
