@@ -94,20 +94,50 @@ impl Metrics {
     }
 }
 
-/// A low-cardinality route label: ids in paths become `:id`, unknown paths
-/// one `other` label.
-pub fn route_label(path: &str, status: u16) -> String {
-    if status == 404 {
-        return "other".into();
+/// Low-cardinality labels: the route template a path matches (from the
+/// OpenAPI document), or `other`; the method, or `other`.
+#[derive(Clone, Debug, Default)]
+pub struct RouteLabels {
+    templates: Vec<(String, Vec<String>)>,
+}
+
+impl RouteLabels {
+    /// `templates` like `/admin/users/{id}`; `{…}` segments match anything.
+    pub fn new<I: IntoIterator<Item = String>>(templates: I) -> Self {
+        RouteLabels {
+            templates: templates
+                .into_iter()
+                .map(|t| {
+                    let segments = t.split('/').map(str::to_owned).collect();
+                    (t, segments)
+                })
+                .collect(),
+        }
     }
-    let mut out = Vec::new();
-    let mut previous = "";
-    for segment in path.split('/') {
-        let is_id = matches!(previous, "users" | "clients" | "sessions");
-        out.push(if is_id && !segment.is_empty() { ":id" } else { segment });
-        previous = segment;
+
+    pub fn route(&self, path: &str) -> &str {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.templates
+            .iter()
+            .find(|(_, t)| {
+                t.len() == segments.len()
+                    && t.iter().zip(&segments).all(|(t, s)| t == s || (t.starts_with('{') && !s.is_empty()))
+            })
+            .map_or("other", |(t, _)| t.as_str())
     }
-    out.join("/")
+
+    pub fn method(method: &str) -> &'static str {
+        match method {
+            "GET" => "GET",
+            "POST" => "POST",
+            "PUT" => "PUT",
+            "PATCH" => "PATCH",
+            "DELETE" => "DELETE",
+            "HEAD" => "HEAD",
+            "OPTIONS" => "OPTIONS",
+            _ => "other",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -115,14 +145,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes_with_ids_collapse() {
-        assert_eq!(
-            route_label("/admin/users/0193abcd/sessions/0193ef01", 200),
-            "/admin/users/:id/sessions/:id"
-        );
-        assert_eq!(route_label("/admin/clients/Xy7/secret", 200), "/admin/clients/:id/secret");
-        assert_eq!(route_label("/auth/login", 401), "/auth/login");
-        assert_eq!(route_label("/random/garbage", 404), "other");
+    fn only_known_routes_and_methods_become_labels() {
+        let labels = RouteLabels::new(["/admin/users/{id}".to_owned(), "/auth/login".to_owned()]);
+        assert_eq!(labels.route("/admin/users/0193abcd"), "/admin/users/{id}");
+        assert_eq!(labels.route("/auth/login"), "/auth/login");
+        assert_eq!(labels.route("/random/garbage"), "other");
+        assert_eq!(labels.route("/admin/users/"), "other");
+        assert_eq!(RouteLabels::method("FOO1"), "other");
     }
 
     #[test]

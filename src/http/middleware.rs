@@ -4,7 +4,7 @@ use poem::http::{HeaderValue, Method, header};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 
 use super::error::ErrorBody;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteLabels};
 
 /// Past the limit, at most this much more is read (and discarded) so the
 /// client can receive the 413 instead of a reset connection; beyond it the
@@ -68,7 +68,12 @@ pub async fn default_headers<E: Endpoint>(next: E, req: Request) -> poem::Result
 
 /// One log line per request: method, path (never the query, which may hold
 /// codes), status, latency.
-pub async fn access_log<E: Endpoint>(next: E, req: Request, metrics: &Metrics) -> poem::Result<Response> {
+pub async fn access_log<E: Endpoint>(
+    next: E,
+    req: Request,
+    metrics: &Metrics,
+    labels: &RouteLabels,
+) -> poem::Result<Response> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = std::time::Instant::now();
@@ -76,9 +81,9 @@ pub async fn access_log<E: Endpoint>(next: E, req: Request, metrics: &Metrics) -
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-    let route = crate::metrics::route_label(&path, status);
-    metrics.http_requests.with_label_values(&[method.as_str(), &route, &status.to_string()]).inc();
-    metrics.http_duration.with_label_values(&[method.as_str(), &route]).observe(elapsed.as_secs_f64());
+    let (route, label_method) = (labels.route(&path), RouteLabels::method(method.as_str()));
+    metrics.http_requests.with_label_values(&[label_method, route, &status.to_string()]).inc();
+    metrics.http_duration.with_label_values(&[label_method, route]).observe(elapsed.as_secs_f64());
     if status >= 500 {
         tracing::warn!(%method, %path, status, micros, "request");
     } else {

@@ -85,6 +85,18 @@ pub fn spec_json() -> String {
     spec
 }
 
+/// Metric labels for every documented route, plus the docs.
+fn route_labels() -> crate::metrics::RouteLabels {
+    let spec: serde_json::Value = serde_json::from_str(&openapi_service().spec()).unwrap_or_default();
+    let mut templates: Vec<String> = spec
+        .get("paths")
+        .and_then(|p| p.as_object())
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    templates.extend(["/docs".to_owned(), "/openapi.json".to_owned()]);
+    crate::metrics::RouteLabels::new(templates)
+}
+
 /// Every route, with middleware, ready to serve.
 pub fn routes(state: AppState) -> impl Endpoint {
     let api = openapi_service();
@@ -92,6 +104,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let spec = api.spec_endpoint();
     let body_limit = state.settings.body_limit;
     let log_state = state.clone();
+    let labels = std::sync::Arc::new(route_labels());
     Route::new()
         .nest("/", api)
         .nest("/docs", docs)
@@ -100,8 +113,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .around(error::normalize_errors)
         .around(middleware::default_headers)
         .around(move |ep, req| {
-            let state = log_state.clone();
-            async move { middleware::access_log(ep, req, &state.metrics).await }
+            let (state, labels) = (log_state.clone(), std::sync::Arc::clone(&labels));
+            async move { middleware::access_log(ep, req, &state.metrics, &labels).await }
         })
         .data(state)
 }
