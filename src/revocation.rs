@@ -11,15 +11,18 @@
 //!
 //! `sid`, `subject` and `client` entries only deny tokens issued at or
 //! before the entry (`iat <= created_at`), so tokens issued after an unban
-//! work. An entry expires when no token it could deny is still valid; the
-//! purge job deletes it then.
+//! work. Their `created_at` is set [`CUT_OFF_MARGIN`] after the write: a token
+//! signed by a request that read the account just before the ban committed
+//! is still covered. An entry expires when no token it could deny is still
+//! valid; the purge job deletes it then. A `jti` already denied is not
+//! written again, so repeating a revocation cannot flood the feed.
 //!
 //! **The feed.** `seq` is the cursor. Every write first updates the single
 //! `revocation_cursor` row in the same transaction, so writers are serialized
 //! and sequence order is commit order: a reader that has seen `seq = n` has
 //! seen everything below `n`, across replicas and restarts.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -51,6 +54,12 @@ impl Kind {
     }
 }
 
+/// How far past the write a `sid`/`subject`/`client` entry reaches.
+pub const CUT_OFF_MARGIN: TimeDelta = TimeDelta::seconds(5);
+
+/// A snapshot returns at most this many entries (then `more` is set).
+pub const SNAPSHOT_LIMIT: u64 = 10_000;
+
 /// An entry to add.
 #[derive(Clone, Debug)]
 pub struct Entry {
@@ -67,20 +76,44 @@ pub async fn deny_many<C: TransactionTrait>(db: &C, now: DateTime<Utc>, entries:
     }
     let txn = db.begin().await?;
     // The lock that orders writers (see the module docs).
-    revocation_cursor::Entity::update_many()
+    let locked = revocation_cursor::Entity::update_many()
         .col_expr(revocation_cursor::Column::Writes, Expr::col(revocation_cursor::Column::Writes).add(1))
         .filter(revocation_cursor::Column::Id.eq(1))
         .exec(&txn)
         .await?;
-    let rows = entries.into_iter().map(|e| revocations::ActiveModel {
-        kind: sea_orm::Set(e.kind.as_str().to_owned()),
-        value: sea_orm::Set(e.value),
-        reason: sea_orm::Set(Some(e.reason)),
-        created_at: sea_orm::Set(now),
-        expires_at: sea_orm::Set(e.expires_at),
-        ..Default::default()
-    });
-    Revocations::insert_many(rows).exec(&txn).await?;
+    if locked.rows_affected != 1 {
+        return Err(crate::error::Internal(anyhow::anyhow!("the revocation_cursor row is missing")));
+    }
+    // A token already denied stays denied: do not write it again.
+    let jtis: Vec<&str> = entries.iter().filter(|e| e.kind == Kind::Jti).map(|e| e.value.as_str()).collect();
+    let known: Vec<String> = if jtis.is_empty() {
+        Vec::new()
+    } else {
+        Revocations::find()
+            .select_only()
+            .column(Column::Value)
+            .filter(Column::Kind.eq(Kind::Jti.as_str()))
+            .filter(Column::Value.is_in(jtis))
+            .filter(Column::ExpiresAt.gt(now))
+            .into_tuple()
+            .all(&txn)
+            .await?
+    };
+    let rows: Vec<revocations::ActiveModel> = entries
+        .into_iter()
+        .filter(|e| !(e.kind == Kind::Jti && known.contains(&e.value)))
+        .map(|e| revocations::ActiveModel {
+            created_at: sea_orm::Set(if e.kind == Kind::Jti { now } else { now + CUT_OFF_MARGIN }),
+            kind: sea_orm::Set(e.kind.as_str().to_owned()),
+            value: sea_orm::Set(e.value),
+            reason: sea_orm::Set(Some(e.reason)),
+            expires_at: sea_orm::Set(e.expires_at + CUT_OFF_MARGIN),
+            ..Default::default()
+        })
+        .collect();
+    if !rows.is_empty() {
+        Revocations::insert_many(rows).exec(&txn).await?;
+    }
     txn.commit().await?;
     Ok(())
 }
@@ -146,23 +179,20 @@ pub async fn since(
     Ok(FeedPage { entries, cursor: next, more })
 }
 
-/// Every live entry, with the cursor to follow the feed from. The cursor is
-/// read first: anything committed later has a larger `seq` (writers are
-/// serialized), so following from it misses nothing.
-pub async fn snapshot(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<FeedPage> {
-    let cursor: Option<i64> = Revocations::find()
+/// The largest cursor this feed has handed out (0 when empty).
+pub async fn latest(db: &impl ConnectionTrait) -> Result<i64> {
+    let max: Option<i64> = Revocations::find()
         .select_only()
         .column_as(Column::Seq.max(), "max")
         .into_tuple()
         .one(db)
         .await?
         .flatten();
-    let cursor = cursor.unwrap_or(0);
-    let entries = Revocations::find()
-        .filter(Column::Seq.lte(cursor))
-        .filter(Column::ExpiresAt.gt(now))
-        .order_by_asc(Column::Seq)
-        .all(db)
-        .await?;
-    Ok(FeedPage { entries, cursor, more: false })
+    Ok(max.unwrap_or(0))
+}
+
+/// Every live entry, oldest first, up to [`SNAPSHOT_LIMIT`]; continue with
+/// [`since`] from the returned cursor when `more` is set.
+pub async fn snapshot(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<FeedPage> {
+    since(db, 0, now, SNAPSHOT_LIMIT).await
 }

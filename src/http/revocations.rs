@@ -10,11 +10,11 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Tag;
 use super::error::ApiError;
@@ -26,6 +26,28 @@ use crate::state::AppState;
 pub const FEED_SCOPE: &str = "revocations:read";
 const MAX_LIMIT: u64 = 1000;
 const MAX_WAIT: u64 = 30;
+/// Long polls waiting at once on this replica; beyond, calls answer at once.
+const MAX_WAITERS: usize = 256;
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a waiting long poll for as long as it lives.
+struct Waiter;
+
+impl Waiter {
+    fn enter() -> Option<Waiter> {
+        if WAITERS.fetch_add(1, Ordering::SeqCst) >= MAX_WAITERS {
+            WAITERS.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Waiter)
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        WAITERS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 #[derive(Object, Debug)]
 #[oai(skip_serializing_if_is_none)]
@@ -36,10 +58,12 @@ pub struct RevocationEntry {
     pub kind: String,
     /// The `jti`, `sid`, `sub` or `client_id` value to deny.
     pub value: String,
-    /// Except for `jti`: tokens with `iat` at or before this are denied.
-    pub created_at: DateTime<Utc>,
-    /// After this, no token the entry could deny is valid; forget it.
-    pub expires_at: DateTime<Utc>,
+    /// Except for `jti`: tokens with `iat` at or before this are denied
+    /// (seconds since the epoch, like `iat`).
+    pub created_at: i64,
+    /// After this (seconds since the epoch, like `exp`), no token the entry
+    /// could deny is valid; forget it.
+    pub expires_at: i64,
     pub reason: Option<String>,
 }
 
@@ -63,8 +87,8 @@ impl From<FeedPage> for RevocationFeed {
                     seq: e.seq,
                     kind: e.kind,
                     value: e.value,
-                    created_at: e.created_at,
-                    expires_at: e.expires_at,
+                    created_at: e.created_at.timestamp(),
+                    expires_at: e.expires_at.timestamp(),
                     reason: e.reason,
                 })
                 .collect(),
@@ -123,8 +147,17 @@ impl RevocationsApi {
                 .filter(|c| *c >= 0)
                 .ok_or_else(|| ApiError::validation("since must be a cursor from this feed"))?,
         };
+        if cursor > revocation::latest(&state.db).await? {
+            return Err(ApiError::bad_request(
+                "invalid_cursor",
+                "this cursor is ahead of the feed (was the database restored?): take a new snapshot",
+            ));
+        }
         let limit = limit.0.unwrap_or(500).clamp(1, MAX_LIMIT);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.0.unwrap_or(0).min(MAX_WAIT));
+        let wait = wait.0.unwrap_or(0).min(MAX_WAIT);
+        let waiter = if wait > 0 { Waiter::enter() } else { None };
+        let wait = if waiter.is_some() { wait } else { 0 };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
         loop {
             let page = revocation::since(&state.db, cursor, state.now(), limit).await?;
             if !page.entries.is_empty() || tokio::time::Instant::now() >= deadline {
@@ -134,8 +167,9 @@ impl RevocationsApi {
         }
     }
 
-    /// Every live revocation, and the cursor to follow the feed from: how a
-    /// new relying service gets the full deny list in one call.
+    /// Every live revocation (up to 10,000; `more` says if there are more)
+    /// and the cursor to follow the feed from: how a new relying service
+    /// gets the full deny list in one call.
     #[oai(path = "/revocations/snapshot", method = "get", operation_id = "getRevocationSnapshot")]
     async fn snapshot(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<FeedResponse, ApiError> {
         authorize(&state, &auth)?;

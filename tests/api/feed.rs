@@ -48,6 +48,10 @@ db_test!(async fn the_feed_needs_the_right_token(backend) {
     page(&app, &admin, "/snapshot").await;
     let resp = app.client.get(app.url("/revocations?since=abc")).bearer_auth(&reader).send().await.unwrap();
     assert_error(resp, 400, "validation_failed").await;
+    // A cursor this issuer never handed out (another deployment, a restored
+    // backup) is refused, so the reader re-snapshots instead of missing entries.
+    let resp = app.client.get(app.url("/revocations?since=999999")).bearer_auth(&reader).send().await.unwrap();
+    assert_error(resp, 400, "invalid_cursor").await;
 });
 
 db_test!(async fn the_cursor_never_skips_or_repeats_even_under_concurrent_writes(backend) {
