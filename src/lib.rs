@@ -60,6 +60,8 @@ pub mod clock;
 pub mod crypto;
 /// Shared error types.
 pub mod error;
+/// Portable SQL helpers.
+pub mod sql;
 
 // ---- storage ----
 /// sea-orm entities, one per table.

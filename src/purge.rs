@@ -65,7 +65,9 @@ where
             return Ok(total);
         }
         let n = keys.len() as u64;
-        total += E::delete_many().filter(key.is_in(keys)).exec(db).await?.rows_affected;
+        // The condition again: a row that came back to life meanwhile stays.
+        total +=
+            E::delete_many().filter(key.is_in(keys)).filter(condition.clone()).exec(db).await?.rows_affected;
         if n < BATCH {
             return Ok(total);
         }

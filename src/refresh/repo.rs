@@ -169,7 +169,7 @@ pub async fn revoke_matching(
         update = update.filter(Column::IpBin.between(lo.clone(), hi.clone()));
     }
     if let Some(ua) = &filter.user_agent_contains {
-        let pattern = format!("%{}%", crate::users::repo::like_escape(&ua.to_lowercase()));
+        let pattern = format!("%{}%", crate::sql::like_escape(&ua.to_lowercase()));
         update = update.filter(
             Expr::expr(Func::lower(Expr::col(Column::UserAgent))).like(LikeExpr::new(pattern).escape('\\')),
         );

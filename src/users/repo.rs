@@ -51,11 +51,7 @@ pub async fn touch_last_login(db: &impl ConnectionTrait, id: Uuid, now: DateTime
     Ok(())
 }
 
-/// Escape `%`, `_` and `\` for a LIKE pattern with `\` as the escape.
-pub fn like_escape(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-}
-
+/// How many users hold the `admin` role.
 /// Users after `after` (by id, which is time-ordered), optionally matching
 /// `search` in the username (compared like usernames are) or the email.
 pub async fn list(
@@ -71,8 +67,8 @@ pub async fn list(
         query = query.filter(users::Column::Id.gt(after));
     }
     if let Some(search) = search.filter(|s| !s.is_empty()) {
-        let key = format!("%{}%", like_escape(&super::username::comparison_key(search)));
-        let email = format!("%{}%", like_escape(&search.to_lowercase()));
+        let key = format!("%{}%", crate::sql::like_escape(&super::username::comparison_key(search)));
+        let email = format!("%{}%", crate::sql::like_escape(&search.to_lowercase()));
         query = query.filter(Expr::col(users::Column::UsernameKey).like(LikeExpr::new(key).escape('\\')).or(
             Expr::expr(Func::lower(Expr::col(users::Column::Email))).like(LikeExpr::new(email).escape('\\')),
         ));
