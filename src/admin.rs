@@ -1,8 +1,10 @@
 //! Administrative actions that span several concepts. Each takes the acting
-//! admin's id and leaves an audit event; each that takes access away does
-//! it everywhere at once: refresh families end, browser sessions end, and
-//! the revocation feed (and so introspection and every relying service that
-//! follows the feed) learns to deny the access tokens already out there.
+//! admin's id and leaves an audit event. Bans, disabling, role changes,
+//! password resets and deletions take access away everywhere at once:
+//! refresh families end, browser sessions end, and the revocation feed (and
+//! so introspection and every relying service that follows the feed) learns
+//! to deny the access tokens already out there. Bulk revocation by other
+//! criteria than a user ends refresh families only (see [`bulk_revoke`]).
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -16,7 +18,6 @@ use crate::passwords::{HashError, Password};
 use crate::refresh::{self, Family, Origin};
 use crate::revocation;
 use crate::state::AppState;
-use crate::tokens;
 use crate::users::{self, Email, Role, User, roles_to_column};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +46,15 @@ impl From<HashError> for AdminError {
     }
 }
 
-/// When the last access token issued before `now` expires.
-fn tokens_expire(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
-    now + state.tokens.access_ttl + tokens::LEEWAY
+/// Deny every access token of a subject (user or client) issued so far.
+async fn deny_subject(
+    state: &AppState,
+    kind: revocation::Kind,
+    id: &str,
+    now: DateTime<Utc>,
+    why: &str,
+) -> Result<(), Internal> {
+    revocation::deny(&state.db, now, kind, id, state.tokens.outstanding_until(now), why).await
 }
 
 /// Take every form of access away from a user: families, browser sessions,
@@ -55,15 +62,7 @@ fn tokens_expire(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
 async fn cut_off(state: &AppState, user_id: Uuid, now: DateTime<Utc>, why: &str) -> Result<u64, Internal> {
     let ended = refresh::repo::revoke_for_user(&state.db, user_id, now, why).await?;
     sessions::revoke_all_for_user(&state.db, now, user_id).await?;
-    revocation::deny(
-        &state.db,
-        now,
-        revocation::Kind::Subject,
-        &user_id.to_string(),
-        tokens_expire(state, now),
-        why,
-    )
-    .await?;
+    deny_subject(state, revocation::Kind::Subject, &user_id.to_string(), now, why).await?;
     Ok(ended)
 }
 
@@ -139,6 +138,9 @@ pub async fn update_user(
     if actor == id && patch.disabled == Some(true) {
         return Err(AdminError::SelfAction("an admin cannot disable themselves"));
     }
+    // The actor is an admin and cannot act on themselves, so no change here
+    // can remove the last admin. (Two admins demoting each other at once
+    // could; `latchkey users create --role admin` recovers.)
     let before = existing_user(state, id).await?;
     let now = state.now();
     let email = patch.email.map(|e| e.map(|e| e.as_str().to_owned()));
@@ -148,21 +150,20 @@ pub async fn update_user(
         .ok_or(AdminError::UserNotFound)?
         .into();
     let newly_disabled = user.disabled && !before.disabled;
-    let ended = if newly_disabled { cut_off(state, id, now, "disabled").await? } else { 0 };
-    // Roles are in every access token: end sessions so new tokens carry the change.
+    // Roles are in every access token: a change ends the user's sessions so
+    // new tokens carry it.
     let roles_changed = user.roles != before.roles;
-    if roles_changed && !newly_disabled {
-        refresh::repo::revoke_for_user(&state.db, id, now, "roles_changed").await?;
-        revocation::deny(
-            &state.db,
-            now,
-            revocation::Kind::Subject,
-            &id.to_string(),
-            tokens_expire(state, now),
-            "roles_changed",
-        )
-        .await?;
-    }
+    let why = if newly_disabled {
+        Some("disabled")
+    } else if roles_changed {
+        Some("roles_changed")
+    } else {
+        None
+    };
+    let ended = match why {
+        Some(why) => cut_off(state, id, now, why).await?,
+        None => 0,
+    };
     let event = Event::new(EventKind::UserUpdated)
         .actor(actor)
         .subject(id)
@@ -182,6 +183,10 @@ pub async fn reset_password(
     id: Uuid,
     password: &Password,
 ) -> Result<u64, AdminError> {
+    if actor == id {
+        // A stolen admin token must not become a permanent takeover.
+        return Err(AdminError::SelfAction("an admin cannot reset their own password here"));
+    }
     existing_user(state, id).await?;
     let hash = state.hasher.hash(password).await?;
     let now = state.now();
@@ -204,15 +209,7 @@ pub async fn delete_user(state: &AppState, origin: &Origin, actor: Uuid, id: Uui
     }
     let now = state.now();
     // Deny first: the rows (families, sessions) disappear with the user.
-    revocation::deny(
-        &state.db,
-        now,
-        revocation::Kind::Subject,
-        &id.to_string(),
-        tokens_expire(state, now),
-        "deleted",
-    )
-    .await?;
+    deny_subject(state, revocation::Kind::Subject, &id.to_string(), now, "deleted").await?;
     if !users::repo::delete(&state.db, id).await? {
         return Err(AdminError::UserNotFound);
     }
@@ -278,8 +275,11 @@ pub fn ip_range(net: ipnet::IpNet) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// End every session matching the criteria in one statement; returns how
-/// many ended. Access tokens of those sessions run out within the access
-/// token lifetime; ban a user to cut those off at once.
+/// many ended. With a `user_id`, the user's browser sessions and access
+/// tokens end too. For other criteria the access tokens of the ended
+/// sessions run out within the access-token lifetime (writing one feed entry
+/// per session could mean a million entries); ban the users concerned to cut
+/// those off at once.
 pub async fn bulk_revoke(
     state: &AppState,
     origin: &Origin,
@@ -307,6 +307,12 @@ pub async fn bulk_revoke(
     }
     let now = state.now();
     let ended = refresh::repo::revoke_matching(&state.db, &filter, now, "bulk_revocation").await?;
+    // For one user, end the rest of their access too (browser sessions,
+    // outstanding access tokens); other criteria end refresh families only.
+    if let Some(user_id) = criteria.user_id {
+        sessions::revoke_all_for_user(&state.db, now, user_id).await?;
+        deny_subject(state, revocation::Kind::Subject, &user_id.to_string(), now, "bulk_revocation").await?;
+    }
     let event = Event::new(EventKind::SessionsRevoked)
         .actor(actor)
         .detail("ended", ended)
@@ -320,9 +326,21 @@ pub async fn bulk_revoke(
     Ok(ended)
 }
 
-/// Delete a client and take away everything it was issued: its refresh
-/// families end, and its access tokens (user and client-credentials alike)
-/// are denied until the last one expires.
+/// Take away everything a client was issued: its refresh families end and
+/// its access tokens (user and client-credentials alike) are denied until
+/// the last one expires. For a deleted or a disabled client.
+pub async fn cut_off_client(
+    state: &AppState,
+    client_id: &str,
+    now: DateTime<Utc>,
+    why: &str,
+) -> Result<u64, Internal> {
+    let ended = refresh::repo::revoke_for_client(&state.db, client_id, now, refresh::reason::REVOKED).await?;
+    deny_subject(state, revocation::Kind::Client, client_id, now, why).await?;
+    Ok(ended)
+}
+
+/// Delete a client and take away everything it was issued.
 pub async fn delete_client(
     state: &AppState,
     origin: &Origin,
@@ -331,16 +349,7 @@ pub async fn delete_client(
 ) -> Result<u64, ClientError> {
     let now = state.now();
     clients::delete(&state.db, client_id).await?;
-    let ended = refresh::repo::revoke_for_client(&state.db, client_id, now, refresh::reason::REVOKED).await?;
-    revocation::deny(
-        &state.db,
-        now,
-        revocation::Kind::Client,
-        client_id,
-        tokens_expire(state, now),
-        "client_deleted",
-    )
-    .await?;
+    let ended = cut_off_client(state, client_id, now, "client_deleted").await?;
     audit::record(
         &state.db,
         now,

@@ -250,6 +250,25 @@ pub struct KeyView {
     pub retires_at: Option<DateTime<Utc>>,
 }
 
+impl KeyView {
+    fn new(meta: crate::keys::KeyMeta, status: &crate::keys::KeyStatus) -> Self {
+        KeyView {
+            kid: meta.kid,
+            purpose: meta.purpose.as_str().into(),
+            alg: meta.alg.as_str().into(),
+            state: status.state.as_str().into(),
+            created_at: meta.created_at,
+            activates_at: meta.activates_at,
+            retires_at: status.retires_at,
+        }
+    }
+}
+
+/// The cursor of the next page: the last row's key when the page is full.
+fn next_cursor<T, K: ToString>(rows: &[T], limit: u64, key: impl Fn(&T) -> K) -> Option<String> {
+    (rows.len() as u64 == limit).then(|| rows.last().map(|r| key(r).to_string())).flatten()
+}
+
 #[derive(ApiResponse)]
 pub enum AdminOk<T: poem_openapi::types::ToJSON + Send + Sync + poem_openapi::types::Type> {
     #[oai(status = 200)]
@@ -340,7 +359,12 @@ impl AdminApi {
         };
         let now = state.now();
         let algs = clients::id_token_algs(state.settings.signing_alg);
+        let was_disabled = clients::find(&state.db, &client_id.0).await?.is_some_and(|c| c.disabled);
         let (client, secret) = clients::update(&state.db, now, &client_id.0, meta, u.disabled, &algs).await?;
+        if client.disabled && !was_disabled {
+            // A disabled client keeps nothing it was issued.
+            crate::admin::cut_off_client(&state, &client.client_id, now, "client_disabled").await?;
+        }
         audit::record(
             &state.db,
             now,
@@ -413,8 +437,7 @@ impl AdminUsersApi {
         let limit = limit.0.unwrap_or(50).clamp(1, 200);
         let rows = users::repo::list(&state.db, after.0, limit, q.0.as_deref()).await?;
         let now = state.now();
-        let next_cursor =
-            (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
+        let next_cursor = next_cursor(&rows, limit, |r| r.id);
         let users = rows.into_iter().map(|r| UserView::new(&r.into(), now)).collect();
         Ok(AdminOk::Ok(Json(UserPage { users, next_cursor })))
     }
@@ -609,8 +632,7 @@ impl AdminUsersApi {
             before: before.0,
         };
         let rows = audit::list(&state.db, &filter, limit).await?;
-        let next_cursor =
-            (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
+        let next_cursor = next_cursor(&rows, limit, |r| r.id);
         let events = rows
             .into_iter()
             .map(|r| AuditEventView {
@@ -638,19 +660,7 @@ impl AdminUsersApi {
         auth.admin(&state)?;
         let policy = KeyPolicy::from_settings(&state.settings);
         let rows = keys::list(&state.db, &policy, state.now()).await?;
-        Ok(AdminOk::Ok(Json(
-            rows.into_iter()
-                .map(|(meta, status)| KeyView {
-                    kid: meta.kid,
-                    purpose: meta.purpose.as_str().into(),
-                    alg: meta.alg.as_str().into(),
-                    state: status.state.as_str().into(),
-                    created_at: meta.created_at,
-                    activates_at: meta.activates_at,
-                    retires_at: status.retires_at,
-                })
-                .collect(),
-        )))
+        Ok(AdminOk::Ok(Json(rows.into_iter().map(|(meta, status)| KeyView::new(meta, &status)).collect())))
     }
 
     /// Rotate the signing keys: the next keys sign as soon as that is safe.
@@ -678,15 +688,7 @@ impl AdminUsersApi {
         Ok(AdminOk::Ok(Json(
             rows.into_iter()
                 .filter(|(m, _)| plans.iter().any(|p| p.kid == m.kid))
-                .map(|(meta, status)| KeyView {
-                    kid: meta.kid,
-                    purpose: meta.purpose.as_str().into(),
-                    alg: meta.alg.as_str().into(),
-                    state: status.state.as_str().into(),
-                    created_at: meta.created_at,
-                    activates_at: meta.activates_at,
-                    retires_at: status.retires_at,
-                })
+                .map(|(meta, status)| KeyView::new(meta, &status))
                 .collect(),
         )))
     }

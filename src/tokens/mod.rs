@@ -126,6 +126,13 @@ pub struct TokenSettings {
     pub access_ttl: TimeDelta,
 }
 
+impl TokenSettings {
+    /// When the last access token issued by `now` stops being accepted.
+    pub fn outstanding_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + self.access_ttl + LEEWAY
+    }
+}
+
 fn sign(key: &LoadedKey, typ: &str, claims: Map<String, Value>) -> Result<String> {
     let mut header = JwsHeader::new();
     header.set_token_type(typ);

@@ -80,6 +80,16 @@ db_test!(async fn admins_update_users_but_never_their_own_roles(backend) {
     // New tokens carry the new roles.
     let claims = crate::jwt::claims(app.tokens("user", PASSWORD).await["access_token"].as_str().unwrap());
     assert_eq!(claims["roles"], json!(["editor"]));
+    // A role change ends the sessions that carry the old roles.
+    let before = app.tokens("user", PASSWORD).await;
+    assert_eq!(patch(&id, json!({"roles": ["viewer"]})).await.status(), 200);
+    assert_error(app.refresh(before["refresh_token"].as_str().unwrap()).await, 401, "invalid_refresh_token").await;
+    assert_error(app.get_with_token("/auth/me", before["access_token"].as_str().unwrap()).await, 401, "invalid_token").await;
+    // An unchanged role list ends nothing.
+    app.advance(std::time::Duration::from_secs(6));
+    let after = app.tokens("user", PASSWORD).await;
+    assert_eq!(patch(&id, json!({"roles": ["viewer"]})).await.status(), 200);
+    assert_eq!(app.refresh(after["refresh_token"].as_str().unwrap()).await.status(), 200);
 
     assert_error(patch(&admin_id, json!({"roles": []})).await, 403, "self_action").await;
     assert_error(patch(&admin_id, json!({"disabled": true})).await, 403, "self_action").await;
@@ -131,10 +141,11 @@ db_test!(async fn a_ban_takes_effect_immediately_and_unban_restores_login(backen
     let body = assert_error(refused, 403, "account_banned").await;
     assert!(body.error_description.contains("banned"));
 
-    // Unban: login works again, and new tokens are not caught by the old entry.
+    // Unban: login works again, and tokens issued after the entry's cut-off
+    // (the ban plus a few seconds' margin for clock skew) are not caught by it.
     let resp = admin_post(&app, &admin, &format!("/admin/users/{id}/unban"), json!({})).await;
     assert_eq!(resp.json::<Value>().await.unwrap()["banned"], false);
-    app.advance(Duration::from_secs(2));
+    app.advance(Duration::from_secs(6));
     let fresh = app.tokens("user", PASSWORD).await;
     assert_eq!(app.get_with_token("/auth/me", fresh["access_token"].as_str().unwrap()).await.status(), 200);
 });
@@ -200,6 +211,12 @@ db_test!(async fn admins_manage_sessions_reset_passwords_and_delete_users(backen
     assert_error(app.refresh(tokens["refresh_token"].as_str().unwrap()).await, 401, "invalid_refresh_token").await;
     let fresh = app.tokens("user", "a brand new password").await;
     assert_error(admin_post(&app, &admin, &format!("/admin/users/{id}/password"), json!({"password": "short"})).await, 400, "validation_failed").await;
+    // An admin changes their own password through the ordinary flow, which
+    // asks for the current one, never here.
+    let admin_id = user_id(&app, &admin, "admin").await;
+    let resp = admin_post(&app, &admin, &format!("/admin/users/{admin_id}/password"), json!({"password": "a takeover password"})).await;
+    assert_error(resp, 403, "self_action").await;
+    assert_eq!(app.login("admin", "admin password 1").await.status(), 200);
 
     // Deleting: tokens stop working at once, the name is free again.
     let resp = app.client.delete(app.url(&format!("/admin/users/{id}"))).bearer_auth(&admin).send().await.unwrap();

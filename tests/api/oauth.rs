@@ -690,3 +690,31 @@ db_test!(async fn clients_create_on_the_command_line(backend) {
     let resp = oauth_support::token_basic(&app, &client, &[("grant_type", "client_credentials")]).await;
     assert_eq!(resp.status(), 200);
 });
+
+db_test!(async fn disabling_a_client_ends_what_it_was_issued(backend) {
+    let (app, admin) = oauth_support::spawn_with_admin(backend).await;
+    let client = oauth_support::confidential(&app, &admin).await;
+    let service: Value = oauth_support::token_basic(&app, &client, &[("grant_type", "client_credentials")]).await.json().await.unwrap();
+    let access = service["access_token"].as_str().unwrap();
+    assert_eq!(oauth_support::introspect(&app, &client, access).await["active"], true);
+    let user: Value = oauth_support::token_basic(&app, &client, &[("grant_type", "password"), ("username", "user"), ("password", PASSWORD)]).await.json().await.unwrap();
+
+    let disable = |disabled: bool| {
+        let req = app.client.patch(app.url(&format!("/admin/clients/{}", client.id))).bearer_auth(&admin).json(&json!({"disabled": disabled}));
+        async move { req.send().await.unwrap() }
+    };
+    assert_eq!(disable(true).await.status(), 200);
+    assert_error(oauth_support::token_basic(&app, &client, &[("grant_type", "client_credentials")]).await, 401, "invalid_client").await;
+    assert_eq!(app.get_with_token("/auth/me", user["access_token"].as_str().unwrap()).await.status(), 401);
+    let feed: Value = app.client.get(app.url("/revocations/snapshot")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    assert!(feed["entries"].as_array().unwrap().iter().any(|e| e["kind"] == "client" && e["value"] == client.id.as_str()), "{feed}");
+
+    // Enabled again, it works; the refresh token it held before does not.
+    assert_eq!(disable(false).await.status(), 200);
+    app.advance(Duration::from_secs(6));
+    let again: Value = oauth_support::token_basic(&app, &client, &[("grant_type", "client_credentials")]).await.json().await.unwrap();
+    assert_eq!(oauth_support::introspect(&app, &client, again["access_token"].as_str().unwrap()).await["active"], true);
+    assert_eq!(oauth_support::introspect(&app, &client, access).await["active"], false);
+    let resp = oauth_support::token_basic(&app, &client, &[("grant_type", "refresh_token"), ("refresh_token", user["refresh_token"].as_str().unwrap())]).await;
+    assert_error(resp, 400, "invalid_grant").await;
+});
