@@ -87,15 +87,18 @@ pub async fn check_password(
     let too_long = username_input.is_empty() || username_input.chars().count() > username::MAX_LEN * 4;
     let key = if too_long { String::new() } else { username::comparison_key(username_input) };
     let address = crate::ratelimit::address_key(origin.ip);
-    if let Err(retry_after) = state.login_guard.before(&key, &address, state.now()) {
-        state.metrics.login("throttled");
-        return Err(LoginError::RateLimited { retry_after });
-    }
+    let attempt = match state.login_guard.begin(&key, &address, state.now()) {
+        Ok(attempt) => attempt,
+        Err(retry_after) => {
+            state.metrics.login("throttled");
+            return Err(LoginError::RateLimited { retry_after });
+        }
+    };
     let row = if too_long { None } else { users::repo::by_username_key(&state.db, &key).await? };
     let verification = state.hasher.verify(password, row.as_ref().map(|r| r.password_hash.as_str())).await?;
     let now = state.now();
     let (Verification::Valid { needs_rehash }, Some(row)) = (verification, row) else {
-        state.login_guard.failed(&key, &address, now);
+        attempt.failed(now);
         state.metrics.login("invalid_credentials");
         audit::record(
             &state.db,
@@ -106,7 +109,7 @@ pub async fn check_password(
         .await;
         return Err(LoginError::InvalidCredentials);
     };
-    state.login_guard.succeeded(&key, &address);
+    attempt.succeeded();
     let user = User::from(row);
     if !user.can_authenticate(now) {
         let reason = if user.disabled { "account_disabled" } else { "account_banned" };
@@ -424,7 +427,7 @@ async fn deny_session(
     now: DateTime<Utc>,
     why: &str,
 ) -> Result<(), Internal> {
-    let until = now + state.tokens.access_ttl + tokens::LEEWAY;
+    let until = state.tokens.outstanding_until(now);
     revocation::deny(&state.db, now, revocation::Kind::Session, &family_id.to_string(), until, why).await
 }
 

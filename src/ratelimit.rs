@@ -42,15 +42,17 @@ fn seconds_until(t: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
     u64::try_from((t - now).num_milliseconds().max(0)).unwrap_or(0).div_ceil(1000).max(1)
 }
 
-/// Keep a map below `MAX_KEYS`: drop what `dead` says is dead, then, if
-/// still full, arbitrary entries (only reachable under a key-spraying flood).
+/// Keep a map below `MAX_KEYS`: when full, drop what `dead` says is dead,
+/// then arbitrary entries down to 90% (only reachable under a key-spraying
+/// flood), so a full map is not rescanned on every insert.
 fn prune<V>(map: &mut HashMap<String, V>, dead: impl Fn(&V) -> bool) {
     if map.len() < MAX_KEYS {
         return;
     }
     map.retain(|_, v| !dead(v));
-    if map.len() >= MAX_KEYS {
-        let excess: Vec<String> = map.keys().take(map.len() - MAX_KEYS * 9 / 10).cloned().collect();
+    let target = MAX_KEYS * 9 / 10;
+    if map.len() > target {
+        let excess: Vec<String> = map.keys().take(map.len() - target).cloned().collect();
         for k in excess {
             map.remove(&k);
         }
@@ -95,8 +97,19 @@ impl RateLimiter {
 
     /// Has `key` used more than its budget recently (without counting)?
     pub fn exhausted(&self, key: &str, now: DateTime<Utc>) -> bool {
-        self.enabled
-            && self.tat.lock().is_ok_and(|map| map.get(key).is_some_and(|tat| *tat - now > self.tolerance))
+        self.peek(key, now).is_err()
+    }
+
+    /// Like [`check`](Self::check), without counting an event.
+    pub fn peek(&self, key: &str, now: DateTime<Utc>) -> Result<(), u64> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let Ok(map) = self.tat.lock() else { return Ok(()) };
+        match map.get(key) {
+            Some(tat) if *tat - now > self.tolerance => Err(seconds_until(*tat - self.tolerance, now)),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -105,6 +118,9 @@ struct Failures {
     count: u32,
     first_at: DateTime<Utc>,
     locked_until: Option<DateTime<Utc>>,
+    /// Attempts for this pair being checked right now: they count against
+    /// the threshold, so concurrent guesses cannot overshoot it.
+    in_flight: u32,
 }
 
 /// Per username-and-address lockouts, plus the per-username slowdown.
@@ -125,6 +141,15 @@ pub struct LoginLimits {
     pub lockout: TimeDelta,
 }
 
+/// One password check in progress. Report its outcome with
+/// [`Attempt::failed`] or [`Attempt::succeeded`]; dropping it otherwise
+/// (an error, a disconnect) just releases its slot.
+pub struct Attempt<'a> {
+    guard: &'a LoginGuard,
+    username_key: String,
+    pair: String,
+}
+
 impl LoginGuard {
     pub fn new(limits: LoginLimits) -> Self {
         LoginGuard {
@@ -140,49 +165,67 @@ impl LoginGuard {
         format!("{address}\u{0}{username_key}")
     }
 
+    fn fresh(now: DateTime<Utc>) -> Failures {
+        Failures { count: 0, first_at: now, locked_until: None, in_flight: 0 }
+    }
+
     /// Before checking a password: `Err(seconds)` if this attempt must wait.
-    pub fn before(&self, username_key: &str, address: &str, now: DateTime<Utc>) -> Result<(), u64> {
-        if let Ok(pairs) = self.pairs.lock() {
-            if let Some(f) = pairs.get(&Self::pair(username_key, address)) {
-                if let Some(until) = f.locked_until.filter(|u| *u > now) {
-                    return Err(seconds_until(until, now));
-                }
-                let recent = f.count > 0 && f.first_at + self.lockout > now;
-                if recent && self.username_failures.exhausted(username_key, now) {
-                    return Err(seconds_until(f.first_at + self.lockout, now));
-                }
+    pub fn begin(&self, username_key: &str, address: &str, now: DateTime<Utc>) -> Result<Attempt<'_>, u64> {
+        let pair = Self::pair(username_key, address);
+        let Ok(mut pairs) = self.pairs.lock() else { return Err(1) };
+        let lockout = self.lockout;
+        prune(&mut pairs, |f| {
+            f.in_flight == 0 && f.first_at + lockout <= now && f.locked_until.is_none_or(|u| u <= now)
+        });
+        let entry = pairs.entry(pair.clone()).or_insert_with(|| Self::fresh(now));
+        if entry.first_at + lockout <= now && entry.locked_until.is_none_or(|u| u <= now) {
+            *entry = Failures { in_flight: entry.in_flight, ..Self::fresh(now) };
+        }
+        if let Some(until) = entry.locked_until.filter(|u| *u > now) {
+            return Err(seconds_until(until, now));
+        }
+        if self.threshold > 0 && entry.count + entry.in_flight >= self.threshold {
+            return Err(1);
+        }
+        if entry.count > 0 && self.username_failures.exhausted(username_key, now) {
+            return Err(seconds_until(entry.first_at + lockout, now));
+        }
+        self.per_address.check(address, now)?;
+        entry.in_flight += 1;
+        Ok(Attempt { guard: self, username_key: username_key.to_owned(), pair })
+    }
+}
+
+impl Attempt<'_> {
+    /// The password was wrong.
+    pub fn failed(self, now: DateTime<Utc>) {
+        let _ = self.guard.username_failures.check(&self.username_key, now);
+        let Ok(mut pairs) = self.guard.pairs.lock() else { return };
+        if let Some(entry) = pairs.get_mut(&self.pair) {
+            entry.count += 1;
+            if self.guard.threshold > 0 && entry.count >= self.guard.threshold {
+                entry.locked_until = Some(now + self.guard.lockout);
             }
         }
-        self.per_address.check(address, now)
     }
 
-    /// After a wrong password.
-    pub fn failed(&self, username_key: &str, address: &str, now: DateTime<Utc>) {
-        let _ = self.username_failures.check(username_key, now);
-        if self.threshold == 0 {
-            return;
-        }
-        let Ok(mut pairs) = self.pairs.lock() else { return };
-        let lockout = self.lockout;
-        prune(&mut pairs, |f| f.first_at + lockout <= now && f.locked_until.is_none_or(|u| u <= now));
-        let entry = pairs.entry(Self::pair(username_key, address)).or_insert(Failures {
-            count: 0,
-            first_at: now,
-            locked_until: None,
-        });
-        if entry.first_at + lockout <= now {
-            *entry = Failures { count: 0, first_at: now, locked_until: None };
-        }
-        entry.count += 1;
-        if entry.count >= self.threshold {
-            entry.locked_until = Some(now + lockout);
+    /// The password was right: the pair starts over.
+    pub fn succeeded(self) {
+        if let Ok(mut pairs) = self.guard.pairs.lock() {
+            if let Some(entry) = pairs.get_mut(&self.pair) {
+                entry.count = 0;
+                entry.locked_until = None;
+            }
         }
     }
+}
 
-    /// After a correct password: the pair starts over.
-    pub fn succeeded(&self, username_key: &str, address: &str) {
-        if let Ok(mut pairs) = self.pairs.lock() {
-            pairs.remove(&Self::pair(username_key, address));
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut pairs) = self.guard.pairs.lock() {
+            if let Some(entry) = pairs.get_mut(&self.pair) {
+                entry.in_flight = entry.in_flight.saturating_sub(1);
+            }
         }
     }
 }
@@ -218,32 +261,57 @@ mod tests {
         })
     }
 
+    fn fail(g: &LoginGuard, user: &str, ip: &str, now: DateTime<Utc>) -> bool {
+        match g.begin(user, ip, now) {
+            Ok(attempt) => {
+                attempt.failed(now);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     #[test]
     fn a_pair_locks_after_the_threshold_and_only_that_pair() {
         let g = guard();
         for _ in 0..3 {
-            assert!(g.before("alice", "1.1.1.1", t(0)).is_ok());
-            g.failed("alice", "1.1.1.1", t(0));
+            assert!(fail(&g, "alice", "1.1.1.1", t(0)));
         }
-        assert!(g.before("alice", "1.1.1.1", t(1)).unwrap_err() > 800);
-        assert!(g.before("alice", "2.2.2.2", t(1)).is_ok(), "another address is not locked");
-        assert!(g.before("bob", "1.1.1.1", t(1)).is_ok(), "another user is not locked");
-        assert!(g.before("alice", "1.1.1.1", t(15 * 60 + 1)).is_ok(), "the lock expires");
+        assert!(g.begin("alice", "1.1.1.1", t(1)).err().unwrap() > 800);
+        assert!(g.begin("alice", "2.2.2.2", t(1)).is_ok(), "another address is not locked");
+        assert!(g.begin("bob", "1.1.1.1", t(1)).is_ok(), "another user is not locked");
+        assert!(g.begin("alice", "1.1.1.1", t(15 * 60 + 1)).is_ok(), "the lock expires");
+    }
+
+    #[test]
+    fn concurrent_attempts_cannot_overshoot_the_threshold() {
+        let g = guard();
+        let held: Vec<_> = (0..3).map(|_| g.begin("alice", "1.1.1.1", t(0)).unwrap()).collect();
+        assert!(g.begin("alice", "1.1.1.1", t(0)).is_err(), "three in flight already");
+        drop(held);
+        assert!(g.begin("alice", "1.1.1.1", t(0)).is_ok(), "released slots are free again");
     }
 
     #[test]
     fn a_distributed_attack_slows_failing_addresses_but_not_fresh_ones() {
         let g = guard();
         for i in 0..10 {
-            let ip = format!("10.0.0.{i}");
-            if g.before("alice", &ip, t(0)).is_ok() {
-                g.failed("alice", &ip, t(0));
-            }
+            fail(&g, "alice", &format!("10.0.0.{i}"), t(0));
         }
-        assert!(g.before("alice", "10.0.0.1", t(1)).is_err(), "an address that failed waits");
-        assert!(g.before("alice", "192.0.2.1", t(1)).is_ok(), "the real user's fresh address gets through");
-        g.succeeded("alice", "10.0.0.1");
-        assert!(g.before("alice", "10.0.0.1", t(1)).is_ok(), "success clears the pair");
+        assert!(g.begin("alice", "10.0.0.1", t(1)).is_err(), "an address that failed waits");
+        assert!(g.begin("alice", "192.0.2.1", t(1)).is_ok(), "the real user's fresh address gets through");
+    }
+
+    #[test]
+    fn success_clears_the_pair() {
+        let g = guard();
+        fail(&g, "alice", "1.1.1.1", t(0));
+        fail(&g, "alice", "1.1.1.1", t(0));
+        g.begin("alice", "1.1.1.1", t(0)).unwrap().succeeded();
+        // A minute on, so the per-username slowdown has refilled.
+        assert!(fail(&g, "alice", "1.1.1.1", t(60)));
+        assert!(fail(&g, "alice", "1.1.1.1", t(60)));
+        assert!(g.begin("alice", "1.1.1.1", t(60)).is_ok(), "the count started over: two failures, not four");
     }
 
     #[test]

@@ -180,6 +180,37 @@ async fn authenticate(
     client_auth::authenticate(&state.db, state.now(), &credentials).await
 }
 
+fn too_many(seconds: u64) -> OAuthError {
+    OAuthError::throttled(seconds, "too many requests; retry later")
+}
+
+/// The per-address limit of the token endpoint: every request counts.
+fn throttle(state: &AppState, origin: &ClientOrigin) -> Result<(), OAuthError> {
+    let address = crate::ratelimit::address_key(origin.0.ip);
+    state.token_limiter.check(&address, state.now()).map_err(too_many)
+}
+
+/// Client authentication for revocation and introspection. A service that
+/// authenticates is never throttled here (it may introspect on every
+/// request); failed authentications count against the address's token
+/// endpoint budget, and an address over it is refused before any lookup.
+async fn authenticate_throttled(
+    state: &AppState,
+    req: &Request,
+    origin: &ClientOrigin,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+) -> Result<OAuthClient, OAuthError> {
+    let address = crate::ratelimit::address_key(origin.0.ip);
+    state.token_limiter.peek(&address, state.now()).map_err(too_many)?;
+    let result = authenticate(state, req, client_id, client_secret).await;
+    if result.is_err() {
+        // Over budget now: the next failure waits. This one keeps its answer.
+        let _ = state.token_limiter.check(&address, state.now());
+    }
+    result
+}
+
 pub struct OAuthApi;
 
 #[OpenApi(prefix_path = "/oauth", tag = "Tag::OAuth")]
@@ -199,10 +230,7 @@ impl OAuthApi {
         form: Form<TokenForm>,
     ) -> Result<TokenIssued, OAuthErrorResponse> {
         let form = form.0;
-        let address = crate::ratelimit::address_key(origin.0.ip);
-        if let Err(seconds) = state.token_limiter.check(&address, state.now()) {
-            return Err(OAuthError::throttled(seconds, "too many token requests; retry later").into());
-        }
+        throttle(&state, &origin)?;
         let client = authenticate(&state, req, form.client_id, form.client_secret).await?;
         let request = TokenRequest {
             grant_type: form.grant_type,
@@ -227,10 +255,11 @@ impl OAuthApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
+        origin: ClientOrigin,
         form: Form<TokenHintForm>,
     ) -> Result<Revoked, OAuthErrorResponse> {
         let form = form.0;
-        let client = authenticate(&state, req, form.client_id, form.client_secret).await?;
+        let client = authenticate_throttled(&state, req, &origin, form.client_id, form.client_secret).await?;
         revoke::revoke(&state, &client, &form.token).await?;
         Ok(Revoked::Ok)
     }
@@ -241,10 +270,11 @@ impl OAuthApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
+        origin: ClientOrigin,
         form: Form<TokenHintForm>,
     ) -> Result<Introspected, OAuthErrorResponse> {
         let form = form.0;
-        let client = authenticate(&state, req, form.client_id, form.client_secret).await?;
+        let client = authenticate_throttled(&state, req, &origin, form.client_id, form.client_secret).await?;
         if !client.is_confidential() {
             return Err(OAuthError::unauthorized_client("public clients cannot introspect tokens").into());
         }

@@ -21,6 +21,14 @@ pub async fn spawn_with_admin(backend: Backend) -> (TestApp, String) {
     spawn_admin_app(TestApp::builder(backend)).await
 }
 
+/// The same with more settings changed.
+pub async fn spawn_with_admin_configured(
+    backend: Backend,
+    configure: impl FnOnce(&mut latchkey::config::Settings) + Send + 'static,
+) -> (TestApp, String) {
+    spawn_admin_app(TestApp::builder(backend).configure(configure)).await
+}
+
 /// The same over HTTPS, as strict client libraries require.
 pub async fn spawn_with_admin_tls(backend: Backend) -> (TestApp, String) {
     spawn_admin_app(TestApp::builder(backend).tls()).await

@@ -87,6 +87,36 @@ db_test!(async fn the_token_endpoint_is_rate_limited_per_address(backend) {
     assert_error(app.refresh("anything").await, 429, "rate_limited").await;
 });
 
+db_test!(async fn revocation_and_introspection_throttle_failed_client_authentication_only(backend) {
+    let (app, admin) = oauth_support::spawn_with_admin_configured(backend, |s| s.token_rate_per_ip = 3).await;
+    let client = oauth_support::confidential(&app, &admin).await;
+    // An authenticated service is never throttled here.
+    for _ in 0..10 {
+        assert_eq!(oauth_support::introspect(&app, &client, "not-a-token").await, json!({"active": false}));
+    }
+    let stranger = oauth_support::Client { id: client.id.clone(), secret: Some("wrong".into()) };
+    for path in ["/oauth/introspect", "/oauth/revoke"] {
+        let resp = app
+            .client
+            .post(app.url(path))
+            .basic_auth(&stranger.id, stranger.secret.as_deref())
+            .form(&[("token", "x")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{path}");
+    }
+    // The third failure used the budget: the address now waits, even with
+    // the right secret, until it refills.
+    let resp = app.client.post(app.url("/oauth/revoke")).basic_auth(&stranger.id, stranger.secret.as_deref()).form(&[("token", "x")]).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = app.client.post(app.url("/oauth/introspect")).basic_auth(&client.id, client.secret.as_deref()).form(&[("token", "x")]).send().await.unwrap();
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_error(resp, 429, "temporarily_unavailable").await;
+    app.advance(Duration::from_secs(61));
+    assert_eq!(oauth_support::introspect(&app, &client, "not-a-token").await, json!({"active": false}));
+});
+
 db_test!(async fn audit_rows_exist_for_each_event_kind_and_hold_no_secrets(backend) {
     let (app, admin) = oauth_support::spawn_with_admin(backend).await;
     let client = oauth_support::confidential(&app, &admin).await;
