@@ -62,6 +62,14 @@ fn may_see(claims: &Claims, task: &Task) -> bool {
     task.owner == claims.sub || claims.has_role("admin")
 }
 
+fn valid_title(title: &str) -> poem::Result<String> {
+    let title = title.trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(poem::Error::from_string("title must be 1 to 200 characters", StatusCode::BAD_REQUEST));
+    }
+    Ok(title.to_owned())
+}
+
 fn not_found() -> poem::Error {
     // Another user's task is reported as missing: its existence is not ours to reveal.
     poem::Error::from_string("no such task", StatusCode::NOT_FOUND)
@@ -81,10 +89,7 @@ async fn create(
     body: Json<NewTask>,
 ) -> poem::Result<(StatusCode, Json<Task>)> {
     require_scope(&auth.0, "tasks:write")?;
-    let title = body.0.title.trim().to_owned();
-    if title.is_empty() || title.chars().count() > 200 {
-        return Err(poem::Error::from_string("title must be 1 to 200 characters", StatusCode::BAD_REQUEST));
-    }
+    let title = valid_title(&body.0.title)?;
     let id = store.next.fetch_add(1, Ordering::SeqCst) + 1;
     let task = Task { id, owner: auth.0.sub.clone(), title, done: false };
     store.tasks.lock().await.insert(id, task.clone());
@@ -109,7 +114,7 @@ async fn update(
     let mut tasks = store.tasks.lock().await;
     let task = tasks.get_mut(&id.0).filter(|t| may_see(&auth.0, t)).ok_or_else(not_found)?;
     if let Some(title) = body.0.title {
-        task.title = title;
+        task.title = valid_title(&title)?;
     }
     if let Some(done) = body.0.done {
         task.done = done;
