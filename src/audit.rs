@@ -32,6 +32,7 @@ pub enum EventKind {
     UserUpdated,
     UserDeleted,
     PasswordReset,
+    PasswordChanged,
     SessionsRevoked,
     LoginThrottled,
 }
@@ -55,6 +56,7 @@ impl EventKind {
             EventKind::UserUpdated => "user_updated",
             EventKind::UserDeleted => "user_deleted",
             EventKind::PasswordReset => "password_reset",
+            EventKind::PasswordChanged => "password_changed",
             EventKind::SessionsRevoked => "sessions_revoked",
             EventKind::LoginThrottled => "login_throttled",
         }

@@ -471,6 +471,54 @@ pub async fn logout(
     Ok(())
 }
 
+/// A user changes their own password, proving the current one.
+///
+/// The check goes through the same rate limits and lockout as a login. On
+/// success every other session ends (its refresh token and, through `sid`
+/// entries in the feed, its access tokens), and so do browser sessions; the
+/// session the request came from (`keep`) stays signed in. Returns how many
+/// sessions ended.
+pub async fn change_password(
+    state: &AppState,
+    origin: &Origin,
+    user: &User,
+    keep: Option<Uuid>,
+    current: &Password,
+    new: &Password,
+) -> Result<u64, LoginError> {
+    let checked = check_password(state, origin, FIRST_PARTY_CLIENT_ID, &user.username, current).await?;
+    if checked.id != user.id {
+        // The username now names someone else (the user was deleted and the
+        // name reused): the token's user is gone.
+        return Err(LoginError::InvalidCredentials);
+    }
+    let hash = state.hasher.hash(new).await?;
+    let now = state.now();
+    users::repo::set_new_password(&state.db, user.id, hash, now).await?;
+    let others: Vec<Uuid> =
+        refresh::repo::live_for_user(&state.db, user.id, now, state.families.idle_timeout)
+            .await?
+            .into_iter()
+            .map(|f| f.id)
+            .filter(|id| Some(*id) != keep)
+            .collect();
+    let mut ended = 0;
+    for id in others {
+        if end_session(state, id, now, "password_changed").await? {
+            ended += 1;
+        }
+    }
+    crate::oauth::sessions::revoke_all_for_user(&state.db, now, user.id).await?;
+    audit::record(
+        &state.db,
+        now,
+        origin,
+        Event::new(EventKind::PasswordChanged).subject(user.id).detail("families_ended", ended),
+    )
+    .await;
+    Ok(ended)
+}
+
 /// Who a valid bearer token speaks for.
 #[derive(Clone, Debug)]
 pub struct Principal {

@@ -192,6 +192,29 @@ pub enum Tokens {
     Ok(Json<TokenResponse>),
 }
 
+/// A password change. Not `Debug`: it holds passwords.
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
+pub struct PasswordChangeRequest {
+    #[oai(validator(max_length = 1024))]
+    pub current_password: String,
+    #[oai(validator(max_length = 1024))]
+    pub new_password: String,
+}
+
+#[derive(Object, Debug)]
+pub struct PasswordChanged {
+    /// How many of your other sessions were signed out.
+    pub sessions_ended: u64,
+}
+
+#[derive(ApiResponse)]
+pub enum PasswordChangeResponse {
+    /// The password is changed; every other session has ended, this one stays.
+    #[oai(status = 200)]
+    Ok(Json<PasswordChanged>),
+}
+
 #[derive(ApiResponse)]
 pub enum LoggedOut {
     /// The session is over (also when the token was unknown or already ended).
@@ -316,6 +339,36 @@ impl AuthApi {
     ) -> Result<LoggedOut, ApiError> {
         authn::logout(&state, &origin.0, FIRST_PARTY_CLIENT_ID, &body.0.refresh_token).await?;
         Ok(LoggedOut::NoContent)
+    }
+
+    /// Change your password, proving the current one.
+    ///
+    /// Rate-limited and locked out like a login. Every other session of
+    /// yours ends (refresh tokens, their access tokens, browser sign-ins);
+    /// the session of this request's token stays.
+    #[oai(path = "/password", method = "post", operation_id = "changePassword")]
+    async fn change_password(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        origin: ClientOrigin,
+        body: Json<PasswordChangeRequest>,
+    ) -> Result<PasswordChangeResponse, ApiError> {
+        let user = auth.user()?;
+        let req = body.0;
+        let current = Password::presented(&req.current_password).map_err(ApiError::validation)?;
+        let new = Password::new(&req.new_password).map_err(ApiError::validation)?;
+        if req.new_password == req.current_password {
+            return Err(ApiError::validation("the new password must differ from the current one"));
+        }
+        let keep = auth.0.claims.sid.as_deref().and_then(|s| Uuid::parse_str(s).ok());
+        match authn::change_password(&state, &origin.0, user, keep, &current, &new).await {
+            Ok(sessions_ended) => Ok(PasswordChangeResponse::Ok(Json(PasswordChanged { sessions_ended }))),
+            Err(authn::LoginError::InvalidCredentials) => {
+                Err(ApiError::forbidden("invalid_credentials", "the current password is wrong"))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The user the bearer token belongs to.

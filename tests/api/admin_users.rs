@@ -192,6 +192,38 @@ db_test!(async fn users_see_and_end_their_own_sessions(backend) {
     assert_error(app.client.delete(&other_url).bearer_auth(token).send().await.unwrap(), 404, "not_found").await;
 });
 
+db_test!(async fn users_change_their_password_and_sign_out_other_devices(backend) {
+    let (app, _) = oauth_support::spawn_with_admin(backend).await;
+    let phone = app.tokens("user", PASSWORD).await;
+    let laptop = app.tokens("user", PASSWORD).await;
+    let token = laptop["access_token"].as_str().unwrap();
+    let change = |current: &str, new: &str| {
+        let req = app.client.post(app.url("/auth/password")).bearer_auth(token).json(&json!({"current_password": current, "new_password": new}));
+        async move { req.send().await.unwrap() }
+    };
+
+    assert_error(app.post_json("/auth/password", &json!({"current_password": PASSWORD, "new_password": "x".repeat(20)})).await, 401, "unauthorized").await;
+    assert_error(change("not the password", "a fresh long password").await, 403, "invalid_credentials").await;
+    assert_error(change(PASSWORD, "short").await, 400, "validation_failed").await;
+    assert_error(change(PASSWORD, PASSWORD).await, 400, "validation_failed").await;
+    // Nothing changed so far.
+    assert_eq!(app.refresh(phone["refresh_token"].as_str().unwrap()).await.status(), 200);
+    let phone = app.tokens("user", PASSWORD).await;
+
+    let resp = change(PASSWORD, "a fresh long password").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["sessions_ended"], 2, "both phone sessions");
+    // The other device is signed out at once; this one stays.
+    assert_error(app.refresh(phone["refresh_token"].as_str().unwrap()).await, 401, "invalid_refresh_token").await;
+    assert_error(app.get_with_token("/auth/me", phone["access_token"].as_str().unwrap()).await, 401, "invalid_token").await;
+    assert_eq!(app.get_with_token("/auth/me", token).await.status(), 200);
+    assert_eq!(app.refresh(laptop["refresh_token"].as_str().unwrap()).await.status(), 200);
+    // Only the new password signs in, and new sessions work immediately.
+    assert_error(app.login("user", PASSWORD).await, 401, "invalid_credentials").await;
+    let fresh = app.tokens("user", "a fresh long password").await;
+    assert_eq!(app.get_with_token("/auth/me", fresh["access_token"].as_str().unwrap()).await.status(), 200);
+});
+
 db_test!(async fn admins_manage_sessions_reset_passwords_and_delete_users(backend) {
     let (app, admin) = oauth_support::spawn_with_admin(backend).await;
     let id = user_id(&app, &admin, "user").await;

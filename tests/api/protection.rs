@@ -142,6 +142,10 @@ db_test!(async fn audit_rows_exist_for_each_event_kind_and_hold_no_secrets(backe
     let t3 = app.tokens("user", PASSWORD).await;
     let sid = crate::jwt::claims(t3["access_token"].as_str().unwrap())["sid"].as_str().unwrap().to_owned();
     app.client.delete(app.url(&format!("/admin/users/{id}/sessions/{sid}"))).bearer_auth(&admin).send().await.unwrap();
+    app.advance(Duration::from_secs(6)); // past the unbanned user's cut-off margin
+    let t4 = app.tokens("user", PASSWORD).await;
+    let resp = app.client.post(app.url("/auth/password")).bearer_auth(t4["access_token"].as_str().unwrap()).json(&json!({"current_password": PASSWORD, "new_password": "another long password"})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
     post(format!("/admin/clients/{}/secret", client.id)).await;
     post("/admin/keys/rotate".into()).await;
     app.client.delete(app.url(&format!("/admin/clients/{}", client.id))).bearer_auth(&admin).send().await.unwrap();
@@ -165,7 +169,7 @@ db_test!(async fn audit_rows_exist_for_each_event_kind_and_hold_no_secrets(backe
     for kind in [
         "user_registered", "login_succeeded", "login_failed", "logout", "refresh_reuse_detected",
         "user_banned", "user_unbanned", "family_revoked", "client_created", "client_secret_rotated",
-        "key_rotated", "client_deleted",
+        "key_rotated", "client_deleted", "password_changed",
     ] {
         assert!(kinds.contains(kind), "missing {kind}: {kinds:?}");
     }
@@ -178,7 +182,7 @@ db_test!(async fn audit_rows_exist_for_each_event_kind_and_hold_no_secrets(backe
 
     // No password, secret or token anywhere in the log.
     let everything = serde_json::to_string(&events).unwrap();
-    for secret in [PASSWORD, "not the password", secret.as_str(), t["access_token"].as_str().unwrap(), t["refresh_token"].as_str().unwrap(), &admin] {
+    for secret in [PASSWORD, "not the password", "another long password", secret.as_str(), t["access_token"].as_str().unwrap(), t["refresh_token"].as_str().unwrap(), &admin] {
         assert!(!everything.contains(secret), "the audit log contains a secret");
     }
 });
