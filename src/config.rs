@@ -378,7 +378,7 @@ impl Settings {
         let password_hash_concurrency = match non_empty("PASSWORD_HASH_CONCURRENCY") {
             Some(_) => usize::try_from(number("PASSWORD_HASH_CONCURRENCY")?)
                 .map_err(|_| invalid("PASSWORD_HASH_CONCURRENCY", "too large"))?,
-            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            None => std::thread::available_parallelism().map_or(2, |n| n.get().min(512)),
         };
 
         Ok(Settings {
@@ -476,8 +476,9 @@ impl Settings {
         if self.max_sessions_per_user == 0 {
             return Err(invalid("MAX_SESSIONS_PER_USER", "must be at least 1"));
         }
-        if self.password_hash_concurrency == 0 {
-            return Err(invalid("PASSWORD_HASH_CONCURRENCY", "must be at least 1"));
+        // One dedicated thread (and one argon2 working memory) each.
+        if !(1..=512).contains(&self.password_hash_concurrency) {
+            return Err(invalid("PASSWORD_HASH_CONCURRENCY", "must be between 1 and 512"));
         }
         if !self.allow_weak_password_hashing {
             if self.argon2_memory_kib < OWASP_ARGON2_MEMORY_KIB {
@@ -676,6 +677,11 @@ mod tests {
         assert!(err.0.contains("LATCHKEY_SIGNING_ALG"), "{err}");
         let err = Settings::from_sources(None, &env(&[("LATCHKEY_ARGON2_MEMORY_KIB", "1024")])).unwrap_err();
         assert!(err.0.contains("OWASP"), "{err}");
+        for threads in ["0", "513"] {
+            let err = Settings::from_sources(None, &env(&[("LATCHKEY_PASSWORD_HASH_CONCURRENCY", threads)]))
+                .unwrap_err();
+            assert!(err.0.contains("LATCHKEY_PASSWORD_HASH_CONCURRENCY"), "{err}");
+        }
         let err =
             Settings::from_sources(None, &env(&[("LATCHKEY_ISSUER", "https://x.test/?a=b")])).unwrap_err();
         assert!(err.0.contains("LATCHKEY_ISSUER"), "{err}");
