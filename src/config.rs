@@ -25,6 +25,11 @@ const NON_SETTING_VARS: &[&str] = &["LATCHKEY_CONFIG", "LATCHKEY_LOG", "LATCHKEY
 /// The OWASP Password Storage Cheat Sheet minimum for argon2id.
 pub const OWASP_ARGON2_MEMORY_KIB: u32 = 19_456;
 pub const OWASP_ARGON2_ITERATIONS: u32 = 2;
+/// The largest argon2 parameters latchkey hashes with, or checks a stored
+/// hash with: beyond them a PHC string is refused, not computed.
+pub const MAX_ARGON2_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+pub const MAX_ARGON2_ITERATIONS: u32 = 16;
+pub const MAX_ARGON2_PARALLELISM: u32 = 16;
 
 /// A configuration error, already phrased for a human: one line.
 #[derive(Debug, thiserror::Error)]
@@ -494,14 +499,23 @@ impl Settings {
                 ));
             }
         }
-        if self.argon2_memory_kib > 4 * 1024 * 1024 {
-            return Err(invalid("ARGON2_MEMORY_KIB", "must be at most 4194304 (4 GiB)"));
+        if self.argon2_memory_kib > MAX_ARGON2_MEMORY_KIB {
+            return Err(invalid(
+                "ARGON2_MEMORY_KIB",
+                format!("must be at most {MAX_ARGON2_MEMORY_KIB} (4 GiB)"),
+            ));
         }
-        if !(1..=16).contains(&self.argon2_parallelism) {
-            return Err(invalid("ARGON2_PARALLELISM", "must be between 1 and 16"));
+        if !(1..=MAX_ARGON2_PARALLELISM).contains(&self.argon2_parallelism) {
+            return Err(invalid(
+                "ARGON2_PARALLELISM",
+                format!("must be between 1 and {MAX_ARGON2_PARALLELISM}"),
+            ));
         }
-        if !(1..=16).contains(&self.argon2_iterations) {
-            return Err(invalid("ARGON2_ITERATIONS", "must be between 1 and 16"));
+        if !(1..=MAX_ARGON2_ITERATIONS).contains(&self.argon2_iterations) {
+            return Err(invalid(
+                "ARGON2_ITERATIONS",
+                format!("must be between 1 and {MAX_ARGON2_ITERATIONS}"),
+            ));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.body_limit) {
             return Err(invalid("BODY_LIMIT", "must be between 1024 and 16777216 bytes"));

@@ -29,7 +29,10 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 use unicode_normalization::UnicodeNormalization;
 
-use crate::config::{OWASP_ARGON2_ITERATIONS, OWASP_ARGON2_MEMORY_KIB, Settings};
+use crate::config::{
+    MAX_ARGON2_ITERATIONS, MAX_ARGON2_MEMORY_KIB, MAX_ARGON2_PARALLELISM, OWASP_ARGON2_ITERATIONS,
+    OWASP_ARGON2_MEMORY_KIB, Settings,
+};
 use crate::error::Internal;
 
 pub const MIN_LEN: usize = 8;
@@ -213,10 +216,14 @@ impl Worker {
     ) -> argon2::Result<()> {
         let needed = params.block_count();
         if needed > self.policy.params.block_count() {
-            let mut once = vec![Block::default(); needed];
-            return argon2.hash_password_into_with_memory(password, salt, out, &mut once[..]);
+            // The crate's own allocation fails with `OutOfMemory` instead of
+            // aborting, whatever a stored string claims.
+            return argon2.hash_password_into(password, salt, out);
         }
         if self.memory.len() < needed {
+            self.memory
+                .try_reserve_exact(needed - self.memory.len())
+                .map_err(|_| argon2::Error::OutOfMemory)?;
             self.memory.resize(needed, Block::default());
         }
         // argon2 uses the first `needed` blocks of a longer buffer.
@@ -228,14 +235,17 @@ impl Worker {
         let params = self.policy.params.clone();
         let salt_bytes = crate::crypto::random_bytes::<{ Salt::RECOMMENDED_LENGTH }>();
         let salt = Salt::new(&salt_bytes)?;
-        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-        self.compute(&self.policy.argon2(), &params, password, &salt, &mut out)?;
+        let mut buffer = [0u8; Output::MAX_LENGTH];
+        let out = buffer
+            .get_mut(..params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN))
+            .ok_or(argon2::password_hash::Error::OutputSize)?;
+        self.compute(&self.policy.argon2(), &params, password, &salt, out)?;
         let hash = PasswordHash {
             algorithm: Algorithm::Argon2id.ident(),
             version: Some(Version::V0x13.into()),
             params: ParamsString::try_from(&params)?,
             salt: Some(salt),
-            hash: Some(Output::new(&out)?),
+            hash: Some(Output::new(out)?),
         };
         Ok(hash.to_string())
     }
@@ -249,6 +259,12 @@ impl Worker {
         let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else { return false };
         let Ok(version) = hash.version.map(Version::try_from).transpose() else { return false };
         let Ok(params) = Params::try_from(&hash) else { return false };
+        if params.m_cost() > MAX_ARGON2_MEMORY_KIB
+            || params.t_cost() > MAX_ARGON2_ITERATIONS
+            || params.p_cost() > MAX_ARGON2_PARALLELISM
+        {
+            return false;
+        }
         let argon2 = Argon2::new(algorithm, version.unwrap_or_default(), params.clone());
         let mut out = vec![0u8; expected.len()];
         if self.compute(&argon2, &params, password, &salt, &mut out).is_err() {
@@ -295,8 +311,12 @@ fn submit<T: Send + 'static>(
     let (reply, answer) = oneshot::channel();
     let span = tracing::Span::current();
     let boxed: Job = Box::new(move |worker: &mut Worker| {
+        // A caller that went away while queued (a client that timed out)
+        // costs no hash: dropping the job frees its slot.
+        if reply.is_closed() {
+            return;
+        }
         let result = span.in_scope(|| job(worker));
-        // The caller may have gone away; the work is done either way.
         let _ = reply.send(result);
     });
     jobs.send(boxed).map_err(|_| Internal(anyhow!("hashing threads are gone")))?;
@@ -467,7 +487,10 @@ mod tests {
         assert_eq!(hasher.verify(&wrong, Some(&theirs)).await.unwrap(), Verification::Invalid);
 
         // Garbage and other algorithms are a mismatch, not an error.
-        for junk in ["", "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ", "$2b$12$abcdefghijklmnopqrstuu"] {
+        // Parameters beyond latchkey's own limits are refused, not computed
+        // (this one would need 4 TiB).
+        let absurd = "$argon2id$v=19$m=4294967295,t=1,p=1$c2FsdHNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+        for junk in ["", "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ", "$2b$12$abcdefghijklmnopqrstuu", absurd] {
             assert_eq!(hasher.verify(&pw, Some(junk)).await.unwrap(), Verification::Invalid);
         }
     }
@@ -497,6 +520,32 @@ mod tests {
         release.send(()).unwrap();
         assert!(held.await.unwrap().unwrap());
         assert!(hasher.hash(&pw).await.is_ok());
+        assert_eq!(hasher.queue_depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_gives_up_while_queued_costs_no_hash() {
+        let hasher = PasswordHasher::new(PasswordPolicy::danger_test_minimum(), 1, 4).await.unwrap();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let held = {
+            let hasher = hasher.clone();
+            tokio::spawn(async move { hasher.run(move |_| gate.recv().is_ok()).await })
+        };
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let queued = {
+            let (hasher, ran) = (hasher.clone(), Arc::clone(&ran));
+            tokio::spawn(async move { hasher.run(move |_| ran.store(true, Ordering::SeqCst)).await })
+        };
+        while hasher.queue_depth() < 2 {
+            tokio::task::yield_now().await;
+        }
+        queued.abort();
+        assert!(queued.await.unwrap_err().is_cancelled());
+        release.send(()).unwrap();
+        assert!(held.await.unwrap().unwrap());
+        // The worker reaches the abandoned job next and drops it unrun.
+        assert!(hasher.hash(&Password::new("whatever1").unwrap()).await.is_ok());
+        assert!(!ran.load(Ordering::SeqCst));
         assert_eq!(hasher.queue_depth(), 0);
     }
 
