@@ -43,17 +43,20 @@ fn seconds_until(t: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
 }
 
 /// Keep a map below `MAX_KEYS`: when full, drop what `dead` says is dead,
-/// then arbitrary entries down to 90% (only reachable under a key-spraying
-/// flood), so a full map is not rescanned on every insert.
-fn prune<V>(map: &mut HashMap<String, V>, dead: impl Fn(&V) -> bool) {
+/// then, down to 90% (only reachable under a key-spraying flood, and so a
+/// full map is not rescanned on every insert), entries by `rank`, lowest
+/// first: what matters least goes before what protects an account.
+fn prune<V>(map: &mut HashMap<String, V>, dead: impl Fn(&V) -> bool, rank: impl Fn(&V) -> u8) {
     if map.len() < MAX_KEYS {
         return;
     }
     map.retain(|_, v| !dead(v));
     let target = MAX_KEYS * 9 / 10;
     if map.len() > target {
-        let excess: Vec<String> = map.keys().take(map.len() - target).cloned().collect();
-        for k in excess {
+        let mut ranked: Vec<(u8, String)> = map.iter().map(|(k, v)| (rank(v), k.clone())).collect();
+        let excess = map.len() - target;
+        ranked.select_nth_unstable_by_key(excess - 1, |(r, _)| *r);
+        for (_, k) in ranked.into_iter().take(excess) {
             map.remove(&k);
         }
     }
@@ -90,7 +93,7 @@ impl RateLimiter {
         if tat - now > self.tolerance {
             return Err(seconds_until(tat - self.tolerance, now));
         }
-        prune(&mut map, |t| *t <= now);
+        prune(&mut map, |t| *t <= now, |_| 0);
         map.insert(key.to_owned(), tat + self.interval);
         Ok(())
     }
@@ -174,23 +177,39 @@ impl LoginGuard {
         let pair = Self::pair(username_key, address);
         let Ok(mut pairs) = self.pairs.lock() else { return Err(1) };
         let lockout = self.lockout;
-        prune(&mut pairs, |f| {
-            f.in_flight == 0 && f.first_at + lockout <= now && f.locked_until.is_none_or(|u| u <= now)
-        });
-        let entry = pairs.entry(pair.clone()).or_insert_with(|| Self::fresh(now));
-        if entry.first_at + lockout <= now && entry.locked_until.is_none_or(|u| u <= now) {
-            *entry = Failures { in_flight: entry.in_flight, ..Self::fresh(now) };
-        }
-        if let Some(until) = entry.locked_until.filter(|u| *u > now) {
-            return Err(seconds_until(until, now));
-        }
-        if self.threshold > 0 && entry.count + entry.in_flight >= self.threshold {
-            return Err(1);
-        }
-        if entry.count > 0 && self.username_failures.exhausted(username_key, now) {
-            return Err(seconds_until(entry.first_at + lockout, now));
+        // Judge the attempt on what is known before recording anything: a
+        // refused request must not add an entry (a flood of refused
+        // requests would otherwise fill the map and push real lockouts out).
+        let expired = |f: &Failures| f.first_at + lockout <= now && f.locked_until.is_none_or(|u| u <= now);
+        let current = pairs
+            .get(&pair)
+            .map(|f| if expired(f) { Failures { in_flight: f.in_flight, ..Self::fresh(now) } } else { *f });
+        if let Some(entry) = current {
+            if let Some(until) = entry.locked_until.filter(|u| *u > now) {
+                return Err(seconds_until(until, now));
+            }
+            if self.threshold > 0 && entry.count + entry.in_flight >= self.threshold {
+                return Err(1);
+            }
+            if entry.count > 0 && self.username_failures.exhausted(username_key, now) {
+                return Err(seconds_until(entry.first_at + lockout, now));
+            }
         }
         self.per_address.check(address, now)?;
+        // Under a flood, pairs with no failures go first and locked pairs last.
+        prune(
+            &mut pairs,
+            |f| f.in_flight == 0 && expired(f),
+            |f| match (f.locked_until.is_some_and(|u| u > now), f.count > 0 || f.in_flight > 0) {
+                (true, _) => 2,
+                (false, true) => 1,
+                (false, false) => 0,
+            },
+        );
+        let entry = pairs.entry(pair.clone()).or_insert_with(|| Self::fresh(now));
+        if expired(entry) {
+            *entry = Failures { in_flight: entry.in_flight, ..Self::fresh(now) };
+        }
         entry.in_flight += 1;
         Ok(Attempt { guard: self, username_key: username_key.to_owned(), pair })
     }
@@ -281,6 +300,39 @@ mod tests {
         assert!(g.begin("alice", "2.2.2.2", t(1)).is_ok(), "another address is not locked");
         assert!(g.begin("bob", "1.1.1.1", t(1)).is_ok(), "another user is not locked");
         assert!(g.begin("alice", "1.1.1.1", t(15 * 60 + 1)).is_ok(), "the lock expires");
+    }
+
+    #[test]
+    fn a_flood_of_usernames_cannot_push_a_lockout_out_of_memory() {
+        let g = LoginGuard::new(LoginLimits {
+            per_address_per_minute: 60,
+            username_failures_per_minute: 3,
+            lockout_threshold: 3,
+            lockout: TimeDelta::minutes(15),
+        });
+        for _ in 0..3 {
+            assert!(fail(&g, "alice", "1.1.1.1", t(0)));
+        }
+        // Refused by the address limit: nothing is recorded for them.
+        for i in 0..1000 {
+            let _ = g.begin(&format!("spray{i}"), "1.1.1.1", t(1));
+        }
+        assert!(g.pairs.lock().unwrap().len() < 100, "refused attempts left entries behind");
+        // Accepted ones from many addresses overflow the table; the locked
+        // pair is the last thing evicted.
+        let open = guard();
+        for _ in 0..3 {
+            assert!(fail(&open, "alice", "1.1.1.1", t(0)));
+        }
+        for i in 0..MAX_KEYS + 10 {
+            drop(open.begin(
+                &format!("spray{i}"),
+                &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                t(1),
+            ));
+        }
+        assert!(open.pairs.lock().unwrap().len() <= MAX_KEYS);
+        assert!(open.begin("alice", "1.1.1.1", t(2)).is_err(), "the lockout survived the flood");
     }
 
     #[test]

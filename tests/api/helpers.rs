@@ -49,6 +49,12 @@ macro_rules! db_test {
                 if $crate::helpers::Backend::postgres_configured() {
                     run($crate::helpers::Backend::Postgres).await
                 } else {
+                    // `.ci/run` sets CI: there a missing PostgreSQL pass is a failure.
+                    assert!(
+                        std::env::var_os("CI").is_none(),
+                        "PostgreSQL pass not run: {} is not set",
+                        $crate::helpers::PG_ENV
+                    );
                     eprintln!("PostgreSQL pass not run: {} is not set", $crate::helpers::PG_ENV);
                 }
             }
