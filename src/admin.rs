@@ -66,7 +66,8 @@ async fn cut_off(state: &AppState, user_id: Uuid, now: DateTime<Utc>, why: &str)
     Ok(ended)
 }
 
-async fn existing_user(state: &AppState, id: Uuid) -> Result<User, AdminError> {
+/// The user `id`, or [`AdminError::UserNotFound`].
+pub async fn existing_user(state: &AppState, id: Uuid) -> Result<User, AdminError> {
     users::find(&state.db, id).await?.ok_or(AdminError::UserNotFound)
 }
 
@@ -145,14 +146,10 @@ pub async fn update_user(
     let now = state.now();
     let email = patch.email.map(|e| e.map(|e| e.as_str().to_owned()));
     let roles = patch.roles.as_deref().map(roles_to_column);
-    let user: User = users::repo::update_profile(&state.db, id, email, roles, patch.disabled, now)
-        .await?
-        .ok_or(AdminError::UserNotFound)?
-        .into();
-    let newly_disabled = user.disabled && !before.disabled;
+    let newly_disabled = patch.disabled == Some(true) && !before.disabled;
     // Roles are in every access token: a change ends the user's sessions so
     // new tokens carry it.
-    let roles_changed = user.roles != before.roles;
+    let roles_changed = roles.as_ref().is_some_and(|r| *r != roles_to_column(&before.roles));
     let why = if newly_disabled {
         Some("disabled")
     } else if roles_changed {
@@ -160,10 +157,16 @@ pub async fn update_user(
     } else {
         None
     };
+    // Cut off before writing: if the cut-off fails, nothing has changed and
+    // a retry of the same request does it again.
     let ended = match why {
         Some(why) => cut_off(state, id, now, why).await?,
         None => 0,
     };
+    let user: User = users::repo::update_profile(&state.db, id, email, roles, patch.disabled, now)
+        .await?
+        .ok_or(AdminError::UserNotFound)?
+        .into();
     let event = Event::new(EventKind::UserUpdated)
         .actor(actor)
         .subject(id)
@@ -340,6 +343,36 @@ pub async fn cut_off_client(
     Ok(ended)
 }
 
+/// Change a client's metadata (and maybe disable it). Returns the client and
+/// a secret when the change made it confidential.
+pub async fn update_client(
+    state: &AppState,
+    origin: &Origin,
+    actor: Uuid,
+    client_id: &str,
+    meta: clients::ClientMetadata,
+    disabled: Option<bool>,
+) -> Result<(clients::OAuthClient, Option<String>), ClientError> {
+    let now = state.now();
+    let current = clients::find(&state.db, client_id).await?.ok_or(ClientError::NotFound)?;
+    if disabled == Some(true) && !current.disabled {
+        // A disabled client keeps nothing it was issued. Cut off first, as
+        // for users, so a failed cut-off leaves the client enabled and the
+        // request can be retried.
+        cut_off_client(state, client_id, now, "client_disabled").await?;
+    }
+    let algs = clients::id_token_algs(state.settings.signing_alg);
+    let (client, secret) = clients::update(&state.db, now, client_id, meta, disabled, &algs).await?;
+    audit::record(
+        &state.db,
+        now,
+        origin,
+        Event::new(EventKind::ClientUpdated).actor(actor).client(client_id),
+    )
+    .await;
+    Ok((client, secret))
+}
+
 /// Delete a client and take away everything it was issued.
 pub async fn delete_client(
     state: &AppState,
@@ -348,8 +381,11 @@ pub async fn delete_client(
     client_id: &str,
 ) -> Result<u64, ClientError> {
     let now = state.now();
-    clients::delete(&state.db, client_id).await?;
+    // Cut off first, as for users: once the row is gone a failed cut-off
+    // could not be retried.
+    clients::find(&state.db, client_id).await?.ok_or(ClientError::NotFound)?;
     let ended = cut_off_client(state, client_id, now, "client_deleted").await?;
+    clients::delete(&state.db, client_id).await?;
     audit::record(
         &state.db,
         now,

@@ -99,6 +99,25 @@ impl Event {
     }
 }
 
+/// Record one `KeyRotated` event per key a rotation or reload created.
+pub async fn keys_created(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    origin: &Origin,
+    actor: impl ToString,
+    keys: &[crate::keys::RotationPlan],
+) {
+    let actor = actor.to_string();
+    for key in keys {
+        let event = Event::new(EventKind::KeyRotated)
+            .actor(&actor)
+            .detail("kid", key.kid.clone())
+            .detail("purpose", key.purpose.as_str())
+            .detail("activates_at", key.activates_at.to_rfc3339());
+        record(db, now, origin, event).await;
+    }
+}
+
 pub async fn record(db: &impl ConnectionTrait, now: DateTime<Utc>, origin: &Origin, event: Event) {
     let row = audit_events::Model {
         id: Uuid::now_v7(),

@@ -38,7 +38,6 @@ pub struct TokenGrant {
     pub id_token: Option<String>,
     /// The refresh family, when one is involved.
     pub family_id: Option<Uuid>,
-    pub access_jti: String,
     pub access_expires_at: DateTime<Utc>,
 }
 
@@ -311,7 +310,6 @@ fn sign_for_user(
         scope: req.scope.to_string(),
         id_token,
         family_id: req.family_id,
-        access_jti: access.jti,
         access_expires_at: access.expires_at,
     })
 }

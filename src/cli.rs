@@ -144,14 +144,8 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                     let master = startup::master_key(&settings)?;
                     let now = clock.now();
                     let plans = keys::rotate(&db, &policy, &master, now).await.map_err(|e| e.0)?;
-                    for plan in &plans {
-                        let event = crate::audit::Event::new(crate::audit::EventKind::KeyRotated)
-                            .actor("cli")
-                            .detail("kid", plan.kid.clone())
-                            .detail("purpose", plan.purpose.as_str())
-                            .detail("activates_at", plan.activates_at.to_rfc3339());
-                        crate::audit::record(&db, now, &crate::refresh::Origin::default(), event).await;
-                    }
+                    crate::audit::keys_created(&db, now, &crate::refresh::Origin::default(), "cli", &plans)
+                        .await;
                     for plan in plans {
                         println!(
                             "{} key {} ({}) signs from {}",

@@ -219,14 +219,8 @@ async fn reload_keys(state: AppState) {
         let now = state.now();
         match state.keyring.reload(&state.db, now).await {
             Ok(created) => {
-                for key in created {
-                    let event = crate::audit::Event::new(crate::audit::EventKind::KeyRotated)
-                        .actor("system")
-                        .detail("kid", key.kid)
-                        .detail("purpose", key.purpose.as_str())
-                        .detail("activates_at", key.activates_at.to_rfc3339());
-                    crate::audit::record(&state.db, now, &crate::refresh::Origin::default(), event).await;
-                }
+                let origin = crate::refresh::Origin::default();
+                crate::audit::keys_created(&state.db, now, &origin, "system", &created).await;
             }
             Err(e) => {
                 tracing::error!(

@@ -357,22 +357,9 @@ impl AdminApi {
             token_endpoint_auth_method: u.token_endpoint_auth_method,
             id_token_signed_response_alg: u.id_token_signed_response_alg,
         };
-        let now = state.now();
-        let algs = clients::id_token_algs(state.settings.signing_alg);
-        let was_disabled = clients::find(&state.db, &client_id.0).await?.is_some_and(|c| c.disabled);
-        let (client, secret) = clients::update(&state.db, now, &client_id.0, meta, u.disabled, &algs).await?;
-        if client.disabled && !was_disabled {
-            // A disabled client keeps nothing it was issued.
-            crate::admin::cut_off_client(&state, &client.client_id, now, "client_disabled").await?;
-        }
-        audit::record(
-            &state.db,
-            now,
-            &origin.0,
-            Event::new(EventKind::ClientUpdated).actor(admin.id).client(&client.client_id),
-        )
-        .await;
-        Ok(ClientOk::Ok(Json(ClientView::new(&client, secret, now))))
+        let (client, secret) =
+            crate::admin::update_client(&state, &origin.0, admin.id, &client_id.0, meta, u.disabled).await?;
+        Ok(ClientOk::Ok(Json(ClientView::new(&client, secret, state.now()))))
     }
 
     /// Delete an OAuth client and revoke everything issued to it.
@@ -451,7 +438,7 @@ impl AdminUsersApi {
         id: Path<Uuid>,
     ) -> Result<AdminOk<UserView>, ApiError> {
         auth.admin(&state)?;
-        let user = users::find(&state.db, id.0).await?.ok_or_else(|| ApiError::not_found("no such user"))?;
+        let user = crate::admin::existing_user(&state, id.0).await?;
         Ok(AdminOk::Ok(Json(UserView::new(&user, state.now()))))
     }
 
@@ -549,7 +536,7 @@ impl AdminUsersApi {
         id: Path<Uuid>,
     ) -> Result<AdminOk<Vec<SessionView>>, ApiError> {
         auth.admin(&state)?;
-        users::find(&state.db, id.0).await?.ok_or_else(|| ApiError::not_found("no such user"))?;
+        crate::admin::existing_user(&state, id.0).await?;
         let sessions = crate::admin::sessions_of(&state, id.0).await?;
         Ok(AdminOk::Ok(Json(sessions.iter().map(|f| SessionView::new(f, None)).collect())))
     }
@@ -675,14 +662,7 @@ impl AdminUsersApi {
         let policy = KeyPolicy::from_settings(&state.settings);
         let now = state.now();
         let plans = keys::rotate(&state.db, &policy, &state.master, now).await?;
-        for plan in &plans {
-            let event = Event::new(EventKind::KeyRotated)
-                .actor(admin.id)
-                .detail("kid", plan.kid.clone())
-                .detail("purpose", plan.purpose.as_str())
-                .detail("activates_at", plan.activates_at.to_rfc3339());
-            audit::record(&state.db, now, &origin.0, event).await;
-        }
+        audit::keys_created(&state.db, now, &origin.0, admin.id, &plans).await;
         state.keyring.reload(&state.db, now).await?;
         let rows = keys::list(&state.db, &policy, now).await?;
         Ok(AdminOk::Ok(Json(

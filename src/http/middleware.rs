@@ -78,11 +78,12 @@ pub async fn access_log<E: Endpoint>(
     let path = req.uri().path().to_owned();
     let started = std::time::Instant::now();
     let resp = next.call(req).await?.into_response();
-    let status = resp.status().as_u16();
+    let status_code = resp.status();
+    let status = status_code.as_u16();
     let elapsed = started.elapsed();
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     let (route, label_method) = (labels.route(&path), RouteLabels::method(method.as_str()));
-    metrics.http_requests.with_label_values(&[label_method, route, &status.to_string()]).inc();
+    metrics.http_requests.with_label_values(&[label_method, route, status_code.as_str()]).inc();
     metrics.http_duration.with_label_values(&[label_method, route]).observe(elapsed.as_secs_f64());
     if status >= 500 {
         tracing::warn!(%method, %path, status, micros, "request");

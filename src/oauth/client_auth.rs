@@ -24,13 +24,6 @@ pub struct PresentedCredentials {
     pub client_secret: Option<String>,
 }
 
-impl PresentedCredentials {
-    /// `true` when the client tried HTTP Basic (the 401 must then challenge it).
-    pub fn used_basic(&self) -> bool {
-        self.basic.is_some()
-    }
-}
-
 /// Decode `Authorization: Basic`, whose parts are form-urlencoded
 /// (RFC 6749 §2.3.1). `None` for anything malformed.
 pub fn parse_basic(header: &str) -> Option<(String, String)> {

@@ -167,7 +167,6 @@ fn client_credentials(
         scope: scope.to_string(),
         id_token: None,
         family_id: None,
-        access_jti: access.jti,
         access_expires_at: access.expires_at,
     })
 }

@@ -6,8 +6,6 @@
 //! deny list by `jti` until they expire. Unknown, malformed or expired
 //! tokens are answered with success (§2.2): there is nothing left to revoke.
 
-use chrono::TimeDelta;
-
 use super::OAuthError;
 use crate::authn;
 use crate::clients::OAuthClient;
@@ -31,7 +29,7 @@ pub async fn revoke(state: &AppState, client: &OAuthClient, token: &str) -> Resu
             if claims.client_id != client.client_id {
                 return Err(OAuthError::unauthorized_client("the token was not issued to this client"));
             }
-            let until = claims.expires_at() + TimeDelta::seconds(tokens::LEEWAY.num_seconds());
+            let until = claims.expires_at() + tokens::LEEWAY;
             revocation::deny(&state.db, now, revocation::Kind::Jti, &claims.jti, until, "revoked").await?;
             Ok(())
         }

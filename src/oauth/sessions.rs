@@ -38,7 +38,7 @@ pub async fn create(
         expires_at: now + ttl,
         revoked_at: None,
         ip: origin.ip.map(|ip| ip.to_string()),
-        user_agent: origin.user_agent.as_ref().map(|ua| ua.chars().take(512).collect()),
+        user_agent: crate::refresh::clean_user_agent(origin.user_agent.as_deref()),
     };
     let active: browser_sessions::ActiveModel = row.into();
     active.insert(db).await?;

@@ -174,7 +174,7 @@ pub fn ip_bytes(ip: IpAddr) -> Vec<u8> {
 }
 
 /// User agents are stored for display; keep them short and printable.
-fn clean_user_agent(ua: Option<&str>) -> Option<String> {
+pub(crate) fn clean_user_agent(ua: Option<&str>) -> Option<String> {
     let cleaned: String = ua?.chars().filter(|c| !c.is_control()).take(512).collect();
     (!cleaned.is_empty()).then_some(cleaned)
 }

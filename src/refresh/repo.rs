@@ -123,14 +123,8 @@ pub async fn revoke_for_client(
     now: DateTime<Utc>,
     reason: &str,
 ) -> Result<u64> {
-    let result = Families::update_many()
-        .col_expr(Column::RevokedAt, Expr::value(now))
-        .col_expr(Column::RevokedReason, Expr::value(reason))
-        .filter(Column::ClientId.eq(client_id))
-        .filter(Column::RevokedAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected)
+    let filter = FamilyFilter { client_id: Some(client_id.to_owned()), ..FamilyFilter::default() };
+    revoke_matching(db, &filter, now, reason).await
 }
 
 /// Which families a bulk revocation ends. Every set field must match.

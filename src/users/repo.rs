@@ -51,7 +51,6 @@ pub async fn touch_last_login(db: &impl ConnectionTrait, id: Uuid, now: DateTime
     Ok(())
 }
 
-/// How many users hold the `admin` role.
 /// Users after `after` (by id, which is time-ordered), optionally matching
 /// `search` in the username (compared like usernames are) or the email.
 pub async fn list(

@@ -6,7 +6,8 @@ pub enum VerifyError {
     Malformed,
     #[error("the token type is not at+jwt")]
     WrongType,
-    #[error("the token algorithm {0:?} is not accepted")]
+    #[error("the token algorithm is not accepted")]
+    /// The `alg` the token named (attacker-chosen: log it, do not echo it).
     UnsupportedAlgorithm(String),
     #[error("the token algorithm does not match its key")]
     AlgorithmMismatch,

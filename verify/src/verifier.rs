@@ -236,14 +236,14 @@ impl Verifier {
         }
         let (payload, _) =
             jwt::decode_with_verifier(token, key.verifier.as_ref()).map_err(|_| VerifyError::BadSignature)?;
-        let map = payload.claims_set();
+        let map: Map<String, Value> = payload.into();
         for required in ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"] {
             if !map.contains_key(required) {
                 return Err(VerifyError::MissingClaim(required));
             }
         }
         let claims: Claims =
-            serde_json::from_value(Value::Object(map.clone())).map_err(|_| VerifyError::Malformed)?;
+            serde_json::from_value(Value::Object(map)).map_err(|_| VerifyError::Malformed)?;
         let config = &self.inner.config;
         if claims.iss != config.issuer {
             return Err(VerifyError::WrongIssuer);
