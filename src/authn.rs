@@ -218,9 +218,7 @@ pub async fn start_session(
         let (family, token, ended) =
             refresh::start(&state.db, &state.families, &state.refresh_codec, now, new).await?;
         // Sessions ended by the per-user cap lose their access tokens too.
-        for id in ended {
-            deny_session(state, id, now, refresh::reason::SESSION_LIMIT).await?;
-        }
+        deny_sessions(state, &ended, now, refresh::reason::SESSION_LIMIT).await?;
         Some((family, token))
     } else {
         None
@@ -374,7 +372,7 @@ pub async fn refresh(
         }
         Err(RefreshError::Reused { family_id, user_id }) => {
             state.metrics.refresh("reuse_detected");
-            deny_session(state, family_id, now, refresh::reason::REUSE_DETECTED).await?;
+            deny_sessions(state, &[family_id], now, refresh::reason::REUSE_DETECTED).await?;
             audit::record(
                 &state.db,
                 now,
@@ -419,14 +417,24 @@ pub async fn refresh(
 }
 
 /// Deny every access token of a session until the last one expires.
-async fn deny_session(
+async fn deny_sessions(
     state: &AppState,
-    family_id: Uuid,
+    family_ids: &[Uuid],
     now: DateTime<Utc>,
     why: &str,
 ) -> Result<(), Internal> {
     let until = state.tokens.outstanding_until(now);
-    revocation::deny(&state.db, now, revocation::Kind::Session, &family_id.to_string(), until, why).await
+    let entries = family_ids
+        .iter()
+        .map(|id| revocation::Entry {
+            kind: revocation::Kind::Session,
+            value: id.to_string(),
+            expires_at: until,
+            reason: why.to_owned(),
+        })
+        .collect();
+    // One transaction for all of them: each takes the feed's writer lock.
+    revocation::deny_many(&state.db, now, entries).await
 }
 
 /// End a session: revoke its refresh family and deny its access tokens.
@@ -439,7 +447,7 @@ pub async fn end_session(
 ) -> Result<bool, Internal> {
     let ended = refresh::revoke(&state.db, family_id, now, why).await?;
     if ended {
-        deny_session(state, family_id, now, why).await?;
+        deny_sessions(state, &[family_id], now, why).await?;
     }
     Ok(ended)
 }
@@ -454,7 +462,7 @@ pub async fn logout(
 ) -> Result<(), Internal> {
     let now = state.now();
     if let Some(family) = refresh::end(&state.db, &state.refresh_codec, now, presented, client_id).await? {
-        deny_session(state, family.id, now, refresh::reason::LOGOUT).await?;
+        deny_sessions(state, &[family.id], now, refresh::reason::LOGOUT).await?;
         audit::record(
             &state.db,
             now,
@@ -500,12 +508,8 @@ pub async fn change_password(
             .map(|f| f.id)
             .filter(|id| Some(*id) != keep)
             .collect();
-    let mut ended = 0;
-    for id in others {
-        if end_session(state, id, now, "password_changed").await? {
-            ended += 1;
-        }
-    }
+    let ended = refresh::repo::revoke_many(&state.db, others.clone(), now, "password_changed").await?;
+    deny_sessions(state, &others, now, "password_changed").await?;
     crate::oauth::sessions::revoke_all_for_user(&state.db, now, user.id).await?;
     audit::record(
         &state.db,

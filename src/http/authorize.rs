@@ -488,6 +488,12 @@ impl AuthorizeApi {
             .0
             .as_deref()
             .and_then(|t| tokens::verify_id_token_hint(&state.keyring, &state.tokens, now, t));
+        if let (Some(given), Some((_, aud))) = (client_id.0.as_deref(), &hinted) {
+            // RP-Initiated Logout §2: the client must be the token's audience.
+            if given != aud {
+                return AuthorizeResponse::invalid("client_id does not match the id_token_hint");
+            }
+        }
         let client_id = client_id.0.or_else(|| hinted.as_ref().map(|(_, aud)| aud.clone()));
         let target = match redirect_target(
             &state,
@@ -567,7 +573,11 @@ async fn redirect_target(
     let client_id = client_id.ok_or("post_logout_redirect_uri needs client_id or id_token_hint")?;
     let client = clients::find(&state.db, client_id)
         .await
-        .map_err(|_| "an unexpected error occurred".to_owned())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "looking up the client of a logout failed");
+            "an unexpected error occurred".to_owned()
+        })?
+        .filter(|c| !c.disabled)
         .ok_or("unknown client")?;
     client
         .redirect_uri(uri)

@@ -124,6 +124,7 @@ db_test!(async fn a_snapshot_then_the_feed_gives_the_full_deny_list(backend) {
         tokio::spawn(async move { client.get(url).bearer_auth(reader).send().await.unwrap().json::<Value>().await.unwrap() })
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!poll.is_finished(), "the long poll answers only when something arrives");
     app.post_json("/auth/logout", &json!({"refresh_token": t2["refresh_token"]})).await;
     let polled = poll.await.unwrap();
     assert_eq!(polled["entries"].as_array().unwrap().len(), 1);

@@ -447,6 +447,10 @@ db_test!(async fn end_session_clears_the_browser_session(backend) {
     // An unregistered post-logout URI is refused.
     let bad = format!("{}?id_token_hint={id_token}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F", app.url("/oauth/logout"));
     assert_eq!(browser.get(bad).send().await.unwrap().status(), 400);
+    // So is a client_id other than the hint's audience (RP-Initiated Logout §2).
+    let other = oauth_support::confidential(&app, &admin).await;
+    let mismatch = format!("{}?id_token_hint={id_token}&client_id={}", app.url("/oauth/logout"), other.id);
+    assert_eq!(browser.get(mismatch).send().await.unwrap().status(), 400);
 
     // With a hint: signed out at once and sent back with state.
     let url = format!(

@@ -165,7 +165,13 @@ db_test!(async fn a_strict_oidc_client_library_completes_every_flow(backend) {
         .request_async(&http)
         .await
         .unwrap();
-    assert!(client.exchange_refresh_token(refreshed.refresh_token().unwrap()).unwrap().request_async(&http).await.is_err());
+    let refused = client.exchange_refresh_token(refreshed.refresh_token().unwrap()).unwrap().request_async(&http).await;
+    match refused {
+        Err(openidconnect::RequestTokenError::ServerResponse(r)) => {
+            assert_eq!(r.error(), &openidconnect::core::CoreErrorResponseType::InvalidGrant)
+        }
+        other => panic!("expected invalid_grant, got {other:?}"),
+    }
 
     // Client credentials: the client acts for itself.
     let service = client

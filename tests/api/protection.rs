@@ -124,9 +124,10 @@ db_test!(async fn audit_rows_exist_for_each_event_kind_and_hold_no_secrets(backe
     // login success and failure, logout, refresh reuse
     let t = app.tokens("user", PASSWORD).await;
     assert_error(app.login("user", "not the password").await, 401, "invalid_credentials").await;
-    let r1: Value = app.refresh(t["refresh_token"].as_str().unwrap()).await.json().await.unwrap();
+    assert_eq!(app.refresh(t["refresh_token"].as_str().unwrap()).await.status(), 200);
     app.advance(Duration::from_secs(10));
-    app.refresh(t["refresh_token"].as_str().unwrap()).await;
+    // The first token again, past the grace window: reuse detected.
+    assert_eq!(app.refresh(t["refresh_token"].as_str().unwrap()).await.status(), 401);
     let t2 = app.tokens("user", PASSWORD).await;
     app.post_json("/auth/logout", &json!({"refresh_token": t2["refresh_token"]})).await;
     // ban / unban, family revoked, client rotated and deleted, key rotated
@@ -135,21 +136,25 @@ db_test!(async fn audit_rows_exist_for_each_event_kind_and_hold_no_secrets(backe
     let id = users["users"][0]["id"].as_str().unwrap().to_owned();
     let post = |path: String| {
         let req = app.client.post(app.url(&path)).bearer_auth(&admin).json(&json!({}));
-        async move { req.send().await.unwrap() }
+        async move {
+            let resp = req.send().await.unwrap();
+            assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        }
     };
     post(format!("/admin/users/{id}/ban")).await;
     post(format!("/admin/users/{id}/unban")).await;
     let t3 = app.tokens("user", PASSWORD).await;
     let sid = crate::jwt::claims(t3["access_token"].as_str().unwrap())["sid"].as_str().unwrap().to_owned();
-    app.client.delete(app.url(&format!("/admin/users/{id}/sessions/{sid}"))).bearer_auth(&admin).send().await.unwrap();
+    let ended = app.client.delete(app.url(&format!("/admin/users/{id}/sessions/{sid}"))).bearer_auth(&admin).send().await.unwrap();
+    assert!(ended.status().is_success());
     app.advance(Duration::from_secs(6)); // past the unbanned user's cut-off margin
     let t4 = app.tokens("user", PASSWORD).await;
     let resp = app.client.post(app.url("/auth/password")).bearer_auth(t4["access_token"].as_str().unwrap()).json(&json!({"current_password": PASSWORD, "new_password": "another long password"})).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     post(format!("/admin/clients/{}/secret", client.id)).await;
     post("/admin/keys/rotate".into()).await;
-    app.client.delete(app.url(&format!("/admin/clients/{}", client.id))).bearer_auth(&admin).send().await.unwrap();
-    let _ = r1;
+    let deleted = app.client.delete(app.url(&format!("/admin/clients/{}", client.id))).bearer_auth(&admin).send().await.unwrap();
+    assert!(deleted.status().is_success());
 
     let mut events = Vec::new();
     let mut before: Option<String> = None;
