@@ -151,6 +151,8 @@ pub struct TestApp {
     pub address: String,
     /// The CA to trust when the app serves HTTPS.
     pub ca_pem: Option<String>,
+    /// With TLS: the certificate key's SPKI hash (see [`TestCa`]).
+    pub tls_spki: Option<String>,
     pub client: reqwest::Client,
     pub clock: Arc<MockClock>,
     pub state: AppState,
@@ -174,18 +176,28 @@ pub struct TestCa {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+    /// Base64 SHA-256 of the leaf's SubjectPublicKeyInfo, for browsers told
+    /// to trust exactly this key (`--ignore-certificate-errors-spki-list`).
+    pub leaf_spki_sha256: String,
 }
 
 impl TestCa {
     pub fn new() -> TestCa {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        use base64::Engine;
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, PublicKeyData};
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
         let leaf_key = KeyPair::generate().unwrap();
         let leaf =
             CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&leaf_key, &ca).unwrap();
-        TestCa { ca_pem: ca.pem(), cert_pem: leaf.pem(), key_pem: leaf_key.serialize_pem() }
+        let spki = latchkey::crypto::sha256(&leaf_key.subject_public_key_info());
+        TestCa {
+            ca_pem: ca.pem(),
+            cert_pem: leaf.pem(),
+            key_pem: leaf_key.serialize_pem(),
+            leaf_spki_sha256: base64::engine::general_purpose::STANDARD.encode(spki),
+        }
     }
 }
 
@@ -260,6 +272,7 @@ impl TestAppBuilder {
         }
         TestApp {
             address,
+            tls_spki: ca.as_ref().map(|c| c.leaf_spki_sha256.clone()),
             ca_pem: ca.map(|c| c.ca_pem),
             client: client.build().expect("client"),
             clock,

@@ -5,11 +5,13 @@
 // A test binary: panicking on a broken expectation is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod browser;
 mod helpers;
 mod jwt;
 mod oauth_support;
 
 mod admin_users;
+mod browser_signin;
 mod cli;
 mod errors;
 mod feed;
