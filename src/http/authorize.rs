@@ -1,24 +1,26 @@
-//! `/oauth/authorize` and `/oauth/logout`: the browser side of OAuth.
+//! `/oauth/authorize` and `/oauth/logout`: the browser side of OAuth, as
+//! pages and forms. Handlers extract (query, form, cookies), call one
+//! function of [`crate::oauth::browser`] and render what it decides.
 //!
 //! - `GET /oauth/authorize` validates the request (RFC 6749 §4.1.1), then
-//!   either redirects at once (a browser session that satisfies `prompt` and
-//!   `max_age`), redirects an error, or shows the sign-in form.
-//! - `POST /oauth/authorize` is that form: CSRF-checked, the request
-//!   re-validated from its hidden fields, the password checked like every
-//!   other login, a browser session started, the code sent with a 303.
+//!   redirects at once (a browser session that satisfies `prompt` and
+//!   `max_age`), redirects an error, asks "Continue as …", or shows the
+//!   sign-in form.
+//! - `POST /oauth/authorize` is that form (or the confirmation): CSRF-checked,
+//!   the request re-validated from its hidden fields, then
+//!   [`browser::sign_in`] or [`browser::continue_session`]; the code goes back
+//!   with a 303.
 //! - `GET/POST /oauth/logout` is the OIDC RP-Initiated Logout endpoint.
 //!
-//! CSRF protection has three layers. The CSRF cookie is minted by the server
-//! (`r.HMAC(key, r)`): a value the server did not mint is refused. The form
-//! carries `HMAC(key, "form" ‖ r)`, which a cross-site page can neither read
-//! nor compute. And a POST whose `Origin` is not the issuer's, or whose
-//! `Sec-Fetch-Site` is `cross-site`, is refused — which also stops a sibling
-//! domain from planting a cookie it obtained through its own visit.
+//! Every POST passes [`csrf::check`]; its module doc explains what browsers
+//! send and why. Pages carry `Referrer-Policy: same-origin` (so our own form
+//! POST has a real `Origin`); redirects keep the default `no-referrer`.
 //!
-//! A signed-in browser is sent straight back to a confidential client (the
-//! code is useless without the client's secret). A public client gets a
-//! "Continue as …" confirmation first: its redirect URI proves nothing about
-//! who is listening (RFC 8252 §8.6).
+//! Cookies: `lk_session` (the browser session) and `lk_csrf`, both
+//! `HttpOnly; SameSite=Lax; Path=/`, named `__Host-…` and `Secure` when the
+//! issuer is https.
+
+mod csrf;
 
 use poem::Request;
 use poem::web::Data;
@@ -28,28 +30,24 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
 
 use super::Tag;
-use super::html;
+use super::html::{self, FormError};
 use super::origin::ClientOrigin;
-use crate::authn::{self, LoginError};
-use crate::clients;
-use crate::crypto;
+use crate::authn::LoginError;
 use crate::error::Internal;
-use crate::oauth::authorize::{self, AuthorizationRequest, AuthorizeError, Prompt, ValidAuthorization};
-use crate::oauth::codes::{self, NewCode};
-use crate::oauth::sessions;
-use crate::oauth::{ErrorCode, OAuthError};
-use crate::passwords::Password;
+use crate::oauth::authorize::{self, AuthorizationRequest, AuthorizeError, ValidAuthorization};
+use crate::oauth::browser::{self, CodeSettings, Logout, LogoutError, LogoutRequest, Next, SignInError};
 use crate::state::AppState;
-use crate::tokens;
 
 #[derive(ApiResponse)]
 pub enum AuthorizeResponse {
-    /// The sign-in (or sign-out) page.
+    /// The sign-in (or sign-out) page. Pages say `Referrer-Policy:
+    /// same-origin`, so their own form POST carries the real `Origin`.
     #[oai(status = 200)]
     Page(
         Html<String>,
         #[oai(header = "Set-Cookie")] Option<String>,
         #[oai(header = "Content-Security-Policy")] String,
+        #[oai(header = "Referrer-Policy")] String,
     ),
     /// Back to the client: `code`, `state` and `iss`, or an error (RFC 6749 §4.1.2).
     #[oai(status = 302)]
@@ -60,23 +58,49 @@ pub enum AuthorizeResponse {
     /// The request names an unknown client or an unregistered redirect URI;
     /// it cannot be sent back, so it is explained here.
     #[oai(status = 400)]
-    Invalid(Html<String>, #[oai(header = "Content-Security-Policy")] String),
+    Invalid(
+        Html<String>,
+        #[oai(header = "Content-Security-Policy")] String,
+        #[oai(header = "Referrer-Policy")] String,
+    ),
     /// The form was not this server's (CSRF check failed) or has expired.
     #[oai(status = 403)]
-    Forbidden(Html<String>, #[oai(header = "Content-Security-Policy")] String),
+    Forbidden(
+        Html<String>,
+        #[oai(header = "Content-Security-Policy")] String,
+        #[oai(header = "Referrer-Policy")] String,
+    ),
 }
 
 impl AuthorizeResponse {
     fn page(html: String, cookie: Option<String>) -> Self {
-        AuthorizeResponse::Page(Html(html), cookie, html::CONTENT_SECURITY_POLICY.into())
+        AuthorizeResponse::Page(
+            Html(html),
+            cookie,
+            html::CONTENT_SECURITY_POLICY.into(),
+            html::REFERRER_POLICY.into(),
+        )
     }
 
     fn invalid(message: &str) -> Self {
-        AuthorizeResponse::Invalid(Html(html::error_page(message)), html::CONTENT_SECURITY_POLICY.into())
+        AuthorizeResponse::Invalid(
+            Html(html::error_page(message)),
+            html::CONTENT_SECURITY_POLICY.into(),
+            html::REFERRER_POLICY.into(),
+        )
     }
 
     fn forbidden(message: &str) -> Self {
-        AuthorizeResponse::Forbidden(Html(html::error_page(message)), html::CONTENT_SECURITY_POLICY.into())
+        AuthorizeResponse::Forbidden(
+            Html(html::error_page(message)),
+            html::CONTENT_SECURITY_POLICY.into(),
+            html::REFERRER_POLICY.into(),
+        )
+    }
+
+    fn internal(e: Internal) -> Self {
+        tracing::error!(error = format!("{:#}", e.0), "internal error");
+        AuthorizeResponse::invalid("an unexpected error occurred; please try again")
     }
 }
 
@@ -145,51 +169,46 @@ impl Cookies {
 const SESSION: &str = "lk_session";
 const CSRF: &str = "lk_csrf";
 
-fn csrf_mac(state: &AppState, label: &[u8], random: &str) -> String {
-    crypto::b64url(&crypto::hmac_sha256(&state.master.derive("csrf/v1"), &[label, b"|", random.as_bytes()]))
-}
-
-/// The random part of a CSRF cookie this server minted (`random.MAC`).
-fn minted(state: &AppState, cookie: &str) -> Option<String> {
-    let (random, mac) = cookie.split_once('.')?;
-    let expected = csrf_mac(state, b"cookie", random);
-    crypto::constant_time_eq(expected.as_bytes(), mac.as_bytes()).then(|| random.to_owned())
+fn csrf_key(state: &AppState) -> [u8; 32] {
+    state.master.derive("csrf/v1")
 }
 
 /// The form token for the browser's CSRF cookie, minting the cookie (and
 /// returning its `Set-Cookie`) when the browser has no valid one.
 fn csrf_for_form(state: &AppState, req: &Request) -> (String, Option<String>) {
+    let key = csrf_key(state);
     let cookies = Cookies::new(state);
-    let (random, set_cookie) = match cookies.read(req, CSRF).and_then(|c| minted(state, &c)) {
-        Some(random) => (random, None),
-        None => {
-            let random = crypto::random_token::<16>();
-            let value = format!("{random}.{}", csrf_mac(state, b"cookie", &random));
-            (random, Some(cookies.set(CSRF, &value, 3600)))
-        }
-    };
-    (csrf_mac(state, b"form", &random), set_cookie)
+    let existing = cookies.read(req, CSRF);
+    if let Some(random) = existing.as_deref().and_then(|c| csrf::minted(&key, c)) {
+        return (csrf::form_token(&key, random), None);
+    }
+    let cookie = csrf::mint_cookie(&key);
+    let token = csrf::minted(&key, &cookie).map(|random| csrf::form_token(&key, random)).unwrap_or_default();
+    (token, Some(cookies.set(CSRF, &cookie, 3600)))
 }
 
-/// Is this POST a genuine submission of one of our forms?
-fn csrf_ok(state: &AppState, req: &Request, token: Option<&str>) -> bool {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    if header("sec-fetch-site") == Some("cross-site") {
-        return false;
-    }
-    if let Some(origin) = header("origin") {
-        let ours =
-            url::Url::parse(state.issuer()).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-        if origin != ours {
-            return false;
+/// Is this POST a genuine submission of one of our forms? See [`csrf`].
+fn csrf_ok(state: &AppState, req: &Request, form_token: Option<&str>) -> bool {
+    // A header that is present but not visible ASCII counts as present and wrong.
+    let header = |name: &str| req.headers().get(name).map(|v| v.to_str().unwrap_or_default());
+    let cookie = Cookies::new(state).read(req, CSRF);
+    let submission = csrf::Submission {
+        origin: header("origin"),
+        sec_fetch_site: header("sec-fetch-site"),
+        cookie: cookie.as_deref(),
+        form_token,
+    };
+    match csrf::check(&csrf_key(state), &csrf::issuer_origin(state.issuer()), &submission) {
+        Ok(()) => true,
+        Err(refusal) => {
+            tracing::info!(
+                %refusal,
+                origin = ?submission.origin,
+                sec_fetch_site = ?submission.sec_fetch_site,
+                "form submission refused (CSRF)"
+            );
+            false
         }
-    }
-    let random = Cookies::new(state).read(req, CSRF).and_then(|c| minted(state, &c));
-    match (random, token) {
-        (Some(random), Some(token)) => {
-            crypto::constant_time_eq(csrf_mac(state, b"form", &random).as_bytes(), token.as_bytes())
-        }
-        _ => false,
     }
 }
 
@@ -214,7 +233,7 @@ fn login_form(
     req: &Request,
     auth: &AuthorizationRequest,
     v: &ValidAuthorization,
-    error: Option<&str>,
+    error: Option<&FormError>,
 ) -> AuthorizeResponse {
     let (token, set_cookie) = csrf_for_form(state, req);
     let mut fields = hidden_fields(auth);
@@ -249,67 +268,34 @@ fn continue_form(
     )
 }
 
-/// The browser session, if it is live and good enough for this request.
-async fn usable_session(
-    state: &AppState,
-    req: &Request,
-    v: &ValidAuthorization,
-) -> Result<Option<(crate::users::User, chrono::DateTime<chrono::Utc>)>, Internal> {
-    let now = state.now();
-    let Some(cookie) = Cookies::new(state).read(req, SESSION) else { return Ok(None) };
-    let Some(session) = sessions::find(&state.db, now, &cookie).await? else { return Ok(None) };
-    if !v.accepts_session(session.auth_time, now) {
-        return Ok(None);
-    }
-    let user = crate::users::find(&state.db, session.user_id).await?.filter(|u| u.can_authenticate(now));
-    Ok(user.map(|u| (u, session.auth_time)))
-}
-
-/// Issue a code and build the redirect back to the client.
-async fn issue_code(
-    state: &AppState,
-    v: &ValidAuthorization,
-    user_id: uuid::Uuid,
-    auth_time: chrono::DateTime<chrono::Utc>,
-) -> Result<String, Internal> {
-    let now = state.now();
-    let code = codes::issue(
-        &state.db,
-        now,
-        crate::clock::delta(state.settings.auth_code_ttl),
-        NewCode {
-            client_id: v.client.client_id.clone(),
-            user_id,
-            redirect_uri: v.redirect_uri.clone(),
-            scope: v.scope.to_string(),
-            nonce: v.nonce.clone(),
-            code_challenge: v.code_challenge.clone(),
-            auth_time,
+/// What the sign-in form says when a sign-in did not work.
+fn sign_in_problem(e: &SignInError, username: Option<&str>, password: Option<&str>) -> FormError {
+    let blank = |v: Option<&str>| v.is_none_or(str::is_empty);
+    match e {
+        SignInError::MissingCredentials => FormError {
+            message: "Enter your username and password.".into(),
+            username: blank(username),
+            password: blank(password),
         },
-    )
-    .await?;
-    Ok(authorize::code_redirect(v, &code, state.issuer()))
+        SignInError::Login(LoginError::InvalidCredentials) => {
+            FormError { message: "Invalid username or password.".into(), username: true, password: true }
+        }
+        SignInError::Login(LoginError::Busy) => {
+            FormError::general("Too many sign-ins right now. Please try again.")
+        }
+        SignInError::Login(e) => FormError::general(format!("Sign-in refused: {e}.")),
+    }
 }
 
-fn error_response(state: &AppState, e: AuthorizeError) -> AuthorizeResponse {
+fn error_response(e: AuthorizeError, issuer: &str) -> AuthorizeResponse {
     match e {
         AuthorizeError::Page(message) => AuthorizeResponse::invalid(&message),
-        AuthorizeError::Redirect { redirect_uri, state: s, error } => AuthorizeResponse::Found(
-            authorize::error_redirect(&redirect_uri, s.as_deref(), &error, state.issuer()),
+        AuthorizeError::Redirect { redirect_uri, state, error } => AuthorizeResponse::Found(
+            authorize::error_redirect(&redirect_uri, state.as_deref(), &error, issuer),
             None,
         ),
-        AuthorizeError::Internal(i) => {
-            tracing::error!(error = format!("{:#}", i.0), "internal error");
-            AuthorizeResponse::invalid("an unexpected error occurred; please try again")
-        }
+        AuthorizeError::Internal(i) => AuthorizeResponse::internal(i),
     }
-}
-
-fn redirect_error(state: &AppState, v: &ValidAuthorization, error: OAuthError) -> AuthorizeResponse {
-    AuthorizeResponse::Found(
-        authorize::error_redirect(&v.redirect_uri, v.state.as_deref(), &error, state.issuer()),
-        None,
-    )
 }
 
 pub struct AuthorizeApi;
@@ -355,31 +341,17 @@ impl AuthorizeApi {
         };
         let v = match authorize::validate(&state.db, &auth).await {
             Ok(v) => v,
-            Err(e) => return error_response(&state, e),
+            Err(e) => return error_response(e, state.issuer()),
         };
-        let session = match usable_session(&state, req, &v).await {
-            Ok(s) => s,
-            Err(e) => return error_response(&state, e.into()),
-        };
-        match session {
-            Some((user, auth_time)) if v.client.is_confidential() => {
-                match issue_code(&state, &v, user.id, auth_time).await {
-                    Ok(location) => AuthorizeResponse::Found(location, None),
-                    Err(e) => error_response(&state, e.into()),
-                }
-            }
-            Some(_) if v.prompt == Prompt::None => {
-                let error =
-                    OAuthError::new(ErrorCode::InteractionRequired, "the user must confirm this client");
-                redirect_error(&state, &v, error)
-            }
-            Some((user, _)) => continue_form(&state, req, &auth, &v, &user.username),
-            None if v.prompt == Prompt::None => redirect_error(
-                &state,
-                &v,
-                OAuthError::new(ErrorCode::LoginRequired, "the user is not signed in"),
-            ),
-            None => login_form(&state, req, &auth, &v, None),
+        let session = Cookies::new(&state).read(req, SESSION);
+        let next =
+            browser::on_request(&state.db, state.now(), CodeSettings::of(&state), &v, session.as_deref())
+                .await;
+        match next {
+            Ok(Next::Redirect(location)) => AuthorizeResponse::Found(location, None),
+            Ok(Next::Confirm { username }) => continue_form(&state, req, &auth, &v, &username),
+            Ok(Next::SignIn) => login_form(&state, req, &auth, &v, None),
+            Err(e) => AuthorizeResponse::internal(e),
         }
     }
 
@@ -409,62 +381,36 @@ impl AuthorizeApi {
             code_challenge_method: form.code_challenge_method,
             prompt: None,
             max_age: form.max_age,
+            // Shown again in the form after a failed attempt.
             login_hint: form.username.clone(),
         };
         let v = match authorize::validate(&state.db, &auth).await {
             Ok(v) => v,
-            Err(e) => return error_response(&state, e),
+            Err(e) => return error_response(e, state.issuer()),
         };
-        if form.continue_session.is_some() {
-            return match usable_session(&state, req, &v).await {
-                Ok(Some((user, auth_time))) => match issue_code(&state, &v, user.id, auth_time).await {
-                    Ok(location) => AuthorizeResponse::SeeOther(location, None),
-                    Err(e) => error_response(&state, e.into()),
-                },
-                Ok(None) => {
-                    login_form(&state, req, &auth, &v, Some("Your session has ended. Please sign in."))
-                }
-                Err(e) => error_response(&state, e.into()),
-            };
-        }
-        let (Some(username), Some(password)) = (form.username.as_deref(), form.password.as_deref()) else {
-            return login_form(&state, req, &auth, &v, Some("Enter your username and password."));
-        };
-        let Ok(password) = Password::presented(password) else {
-            return login_form(&state, req, &auth, &v, Some("Invalid username or password."));
-        };
-        let user =
-            match authn::check_password(&state, &origin.0, &v.client.client_id, username, &password).await {
-                Ok(user) => user,
-                Err(LoginError::Internal(e)) => return error_response(&state, e.into()),
-                Err(LoginError::InvalidCredentials) => {
-                    return login_form(&state, req, &auth, &v, Some("Invalid username or password."));
-                }
-                Err(LoginError::Busy) => {
-                    return login_form(
-                        &state,
-                        req,
-                        &auth,
-                        &v,
-                        Some("Too many sign-ins right now. Please try again."),
-                    );
-                }
-                Err(e) => return login_form(&state, req, &auth, &v, Some(&format!("Sign-in refused: {e}."))),
-            };
-        let now = state.now();
-        let ttl = crate::clock::delta(state.settings.session_ttl);
-        let result = async {
-            let cookie = sessions::create(&state.db, now, ttl, user.id, &origin.0).await?;
-            let location = issue_code(&state, &v, user.id, now).await?;
-            Ok::<_, Internal>((cookie, location))
-        }
-        .await;
         let cookies = Cookies::new(&state);
-        match result {
-            Ok((cookie, location)) => {
-                AuthorizeResponse::SeeOther(location, Some(cookies.set(SESSION, &cookie, ttl.num_seconds())))
-            }
-            Err(e) => error_response(&state, e.into()),
+        if form.continue_session.is_some() {
+            let session = cookies.read(req, SESSION);
+            let settings = CodeSettings::of(&state);
+            return match browser::continue_session(&state.db, state.now(), settings, &v, session.as_deref())
+                .await
+            {
+                Ok(Some(location)) => AuthorizeResponse::SeeOther(location, None),
+                Ok(None) => {
+                    let error = FormError::general("Your session has ended. Please sign in.");
+                    login_form(&state, req, &auth, &v, Some(&error))
+                }
+                Err(e) => AuthorizeResponse::internal(e),
+            };
+        }
+        let (username, password) = (form.username.as_deref(), form.password.as_deref());
+        match browser::sign_in(&state, &origin.0, &v, username, password).await {
+            Ok(session) => AuthorizeResponse::SeeOther(
+                session.location,
+                Some(cookies.set(SESSION, &session.cookie, session.ttl.num_seconds())),
+            ),
+            Err(SignInError::Login(LoginError::Internal(e))) => AuthorizeResponse::internal(e),
+            Err(e) => login_form(&state, req, &auth, &v, Some(&sign_in_problem(&e, username, password))),
         }
     }
 
@@ -483,56 +429,42 @@ impl AuthorizeApi {
         post_logout_redirect_uri: Query<Option<String>>,
         #[oai(name = "state")] state_param: Query<Option<String>>,
     ) -> AuthorizeResponse {
-        let now = state.now();
-        let hinted = id_token_hint
-            .0
-            .as_deref()
-            .and_then(|t| tokens::verify_id_token_hint(&state.keyring, &state.tokens, now, t));
-        if let (Some(given), Some((_, aud))) = (client_id.0.as_deref(), &hinted) {
-            // RP-Initiated Logout §2: the client must be the token's audience.
-            if given != aud {
-                return AuthorizeResponse::invalid("client_id does not match the id_token_hint");
-            }
-        }
-        let client_id = client_id.0.or_else(|| hinted.as_ref().map(|(_, aud)| aud.clone()));
-        let target = match redirect_target(
-            &state,
-            client_id.as_deref(),
-            post_logout_redirect_uri.0.as_deref(),
+        let session = Cookies::new(&state).read(req, SESSION);
+        let request = LogoutRequest {
+            id_token_hint: id_token_hint.0.as_deref(),
+            client_id: client_id.0.as_deref(),
+            post_logout_redirect_uri: post_logout_redirect_uri.0.as_deref(),
+        };
+        let decision = browser::logout(
+            &state.db,
+            &state.keyring,
+            &state.tokens,
+            state.now(),
+            session.as_deref(),
+            request,
         )
-        .await
-        {
-            Ok(t) => t,
-            Err(message) => return AuthorizeResponse::invalid(&message),
-        };
-        // Sign out at once only when the hint names the signed-in user (or
-        // nobody is signed in); any other ID token gets the confirmation page.
-        let session_user = match Cookies::new(&state).read(req, SESSION) {
-            Some(cookie) => match sessions::find(&state.db, now, &cookie).await {
-                Ok(s) => s.map(|s| s.user_id.to_string()),
-                Err(e) => return error_response(&state, e.into()),
-            },
-            None => None,
-        };
-        let immediate = match (&hinted, &session_user) {
-            (Some((sub, _)), Some(user)) => sub == user,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if immediate {
-            return finish_logout(&state, req, target, state_param.0.as_deref()).await;
-        }
-        let (token, set_cookie) = csrf_for_form(&state, req);
-        let mut fields = html::hidden("csrf_token", &token);
-        for (name, value) in
-            [("client_id", &client_id), ("post_logout_redirect_uri", &target), ("state", &state_param.0)]
-        {
-            if let Some(v) = value {
-                fields.push_str(&html::hidden(name, v));
+        .await;
+        match decision {
+            Ok(Logout::Now { target }) => {
+                finish_logout(&state, session.as_deref(), target, state_param.0.as_deref()).await
             }
+            Ok(Logout::Confirm { client_id, target }) => {
+                let (token, set_cookie) = csrf_for_form(&state, req);
+                let mut fields = html::hidden("csrf_token", &token);
+                for (name, value) in [
+                    ("client_id", &client_id),
+                    ("post_logout_redirect_uri", &target),
+                    ("state", &state_param.0),
+                ] {
+                    if let Some(v) = value {
+                        fields.push_str(&html::hidden(name, v));
+                    }
+                }
+                let action = format!("{}/oauth/logout", state.issuer());
+                AuthorizeResponse::page(html::logout_page(&action, &fields), set_cookie)
+            }
+            Err(e) => logout_error(e),
         }
-        let action = format!("{}/oauth/logout", state.issuer());
-        AuthorizeResponse::page(html::logout_page(&action, &fields), set_cookie)
     }
 
     /// The sign-out confirmation's submission.
@@ -549,63 +481,39 @@ impl AuthorizeApi {
                 "This sign-out form has expired or did not come from this server.",
             );
         }
-        let target = match redirect_target(
-            &state,
+        let target = match browser::post_logout_redirect(
+            &state.db,
             form.client_id.as_deref(),
             form.post_logout_redirect_uri.as_deref(),
         )
         .await
         {
             Ok(t) => t,
-            Err(message) => return AuthorizeResponse::invalid(&message),
+            Err(e) => return logout_error(e),
         };
-        finish_logout(&state, req, target, form.state.as_deref()).await
+        let session = Cookies::new(&state).read(req, SESSION);
+        finish_logout(&state, session.as_deref(), target, form.state.as_deref()).await
     }
 }
 
-/// The validated post-logout redirect, if one was asked for.
-async fn redirect_target(
-    state: &AppState,
-    client_id: Option<&str>,
-    uri: Option<&str>,
-) -> Result<Option<String>, String> {
-    let Some(uri) = uri else { return Ok(None) };
-    let client_id = client_id.ok_or("post_logout_redirect_uri needs client_id or id_token_hint")?;
-    let client = clients::find(&state.db, client_id)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "looking up the client of a logout failed");
-            "an unexpected error occurred".to_owned()
-        })?
-        .filter(|c| !c.disabled)
-        .ok_or("unknown client")?;
-    client
-        .redirect_uri(uri)
-        .map(|r| Some(r.as_str().to_owned()))
-        .ok_or_else(|| "post_logout_redirect_uri is not registered for this client".to_owned())
+fn logout_error(e: LogoutError) -> AuthorizeResponse {
+    match e {
+        LogoutError::Internal(e) => AuthorizeResponse::internal(e),
+        e => AuthorizeResponse::invalid(&e.to_string()),
+    }
 }
 
+/// End the session, clear its cookie, and go back (or say "signed out").
 async fn finish_logout(
     state: &AppState,
-    req: &Request,
+    session: Option<&str>,
     target: Option<String>,
     state_param: Option<&str>,
 ) -> AuthorizeResponse {
-    let cookies = Cookies::new(state);
-    if let Some(cookie) = cookies.read(req, SESSION) {
-        if let Err(e) = sessions::revoke(&state.db, state.now(), &cookie).await {
-            return error_response(state, e.into());
-        }
-    }
-    let clear = cookies.set(SESSION, "", 0);
-    match target {
-        Some(uri) => {
-            let location = match state_param {
-                Some(s) => authorize::with_query(&uri, &[("state", s)]),
-                None => uri,
-            };
-            AuthorizeResponse::Found(location, Some(clear))
-        }
-        None => AuthorizeResponse::page(html::signed_out_page(), Some(clear)),
+    let clear = Cookies::new(state).set(SESSION, "", 0);
+    match browser::finish_logout(&state.db, state.now(), session, target, state_param).await {
+        Ok(Some(location)) => AuthorizeResponse::Found(location, Some(clear)),
+        Ok(None) => AuthorizeResponse::page(html::signed_out_page(), Some(clear)),
+        Err(e) => AuthorizeResponse::internal(e),
     }
 }

@@ -52,7 +52,10 @@ pub async fn limit_body<E: Endpoint>(next: E, mut req: Request, limit: usize) ->
 
 /// Defaults for an identity provider: responses are not cached unless an
 /// endpoint says so (RFC 6749 §5.1 requires `no-store` on token responses),
-/// and browsers must not sniff content types or frame pages.
+/// browsers must not sniff content types or frame pages, and no `Referer`
+/// leaves for anywhere unless an endpoint says so. The HTML pages say
+/// `same-origin`: under `no-referrer` a browser posts their forms with
+/// `Origin: null` (see `http::authorize::csrf`).
 pub async fn default_headers<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     let mut resp = next.call(req).await?.into_response();
     let headers = resp.headers_mut();
@@ -62,7 +65,9 @@ pub async fn default_headers<E: Endpoint>(next: E, req: Request) -> poem::Result
     }
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if !headers.contains_key(header::REFERRER_POLICY) {
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    }
     Ok(resp)
 }
 

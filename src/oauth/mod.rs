@@ -3,7 +3,8 @@
 //! | step | RFC | function |
 //! |---|---|---|
 //! | client authentication at the token, revocation, introspection endpoints | RFC 6749 §2.3 | [`client_auth::authenticate`] |
-//! | authorization request, login page, code issuance | RFC 6749 §4.1.1–4.1.2, OIDC Core §3.1.2 | [`authorize`] |
+//! | authorization request validation, redirects | RFC 6749 §4.1.1–4.1.2, OIDC Core §3.1.2 | [`authorize`] |
+//! | sign-in, browser sessions, code issuance, RP-initiated logout | RFC 6749 §4.1.2, OIDC RP-Initiated Logout | [`browser`] |
 //! | PKCE S256 | RFC 7636 §4 | [`pkce`] |
 //! | token request per grant | RFC 6749 §4.1.3, §4.3, §4.4, §6 | [`grants::token`] |
 //! | single-use codes, revocation on reuse | RFC 6749 §4.1.2, RFC 9700 §4.5 | [`codes`] |
@@ -14,6 +15,7 @@
 //! them to statuses.
 
 pub mod authorize;
+pub mod browser;
 pub mod client_auth;
 pub mod codes;
 pub mod grants;

@@ -423,6 +423,156 @@ db_test!(async fn the_sign_in_form_is_csrf_protected(backend) {
     assert!(oauth_support::location(&resp).starts_with(REDIRECT));
 });
 
+db_test!(async fn the_sign_in_form_accepts_what_browsers_send_and_refuses_other_origins(backend) {
+    let (app, admin) = oauth_support::spawn_with_admin(backend).await;
+    let client = oauth_support::confidential(&app, &admin).await;
+    let browser = oauth_support::browser();
+    let page = browser.get(oauth_support::authorize_url(&app, &client.id, &[])).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    // The page's own form POST must carry its real Origin: not `no-referrer`.
+    assert_eq!(page.headers()["referrer-policy"], "same-origin");
+    let (action, mut fields) = oauth_support::parse_form(&page.text().await.unwrap());
+    fields.insert("username".into(), "user".into());
+    fields.insert("password".into(), PASSWORD.into());
+    let issuer = oauth_support::origin_of(&app.address);
+    let sibling = "http://127.0.0.1:1"; // another port on the same host: same site
+
+    // Refused even with the right cookie and token.
+    for (origin, site) in [
+        (Some("null"), Some("cross-site")),
+        (Some("null"), Some("same-site")),
+        (Some("null"), None),
+        (Some("https://evil.example"), Some("cross-site")),
+        (Some("https://evil.example"), None),
+        (Some(sibling), Some("same-site")),
+        (Some(sibling), None),
+        (None, Some("same-site")),
+        (Some(issuer.as_str()), Some("same-site")),
+    ] {
+        let resp = oauth_support::browser_post(&browser, &action, origin, site).form(&fields).send().await.unwrap();
+        assert_eq!(resp.status(), 403, "Origin {origin:?}, Sec-Fetch-Site {site:?}");
+        assert_eq!(resp.headers()["referrer-policy"], "same-origin");
+        assert!(resp.text().await.unwrap().contains("This sign-in form has expired"));
+    }
+
+    // A wrong password from the real page: shown on the form, username kept.
+    let mut wrong = fields.clone();
+    wrong.insert("password".into(), "wrong password".into());
+    let resp = oauth_support::browser_post(&browser, &action, Some(&issuer), Some("same-origin"))
+        .form(&wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["referrer-policy"], "same-origin");
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("id=\"form-error\">Invalid username or password.</p>"), "{html}");
+    assert!(html.contains("aria-describedby=\"form-error\""));
+    assert!(html.contains("value=\"user\""));
+    assert!(!html.contains("wrong password"));
+    let (retry_action, mut retry) = oauth_support::parse_form(&html);
+    retry.insert("username".into(), "user".into());
+    retry.insert("password".into(), PASSWORD.into());
+
+    // Accepted: what Chromium sends from our page (the regression: this was
+    // a 403 while the page said `Referrer-Policy: no-referrer`), and `null`
+    // from our own page behind a proxy that forces `no-referrer`.
+    for (origin, form) in [(issuer.as_str(), &retry), ("null", &fields)] {
+        let resp = oauth_support::browser_post(&browser, &retry_action, Some(origin), Some("same-origin"))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 303, "Origin {origin}: {:?}", resp.text().await);
+        // Nothing leaving latchkey carries a Referer.
+        assert_eq!(resp.headers()["referrer-policy"], "no-referrer");
+        assert!(oauth_support::location(&resp).starts_with(REDIRECT));
+    }
+});
+
+db_test!(async fn continue_and_sign_out_forms_take_the_same_csrf_check(backend) {
+    let (app, admin) = oauth_support::spawn_with_admin(backend).await;
+    let public = oauth_support::public(&app, &admin).await;
+    let browser = oauth_support::browser();
+    let issuer = oauth_support::origin_of(&app.address);
+    let (_, challenge) = oauth_support::pkce_pair();
+    let pkce = [("code_challenge", challenge.as_str()), ("code_challenge_method", "S256")];
+    oauth_support::sign_in(&browser, &oauth_support::authorize_url(&app, &public.id, &pkce), "user", PASSWORD).await;
+
+    // "Continue as …"
+    let page = browser.get(oauth_support::authorize_url(&app, &public.id, &pkce)).send().await.unwrap();
+    assert_eq!(page.headers()["referrer-policy"], "same-origin");
+    let (action, fields) = oauth_support::parse_form(&page.text().await.unwrap());
+    assert_eq!(fields["continue_session"], "1");
+    for (origin, site) in [(Some("null"), Some("cross-site")), (Some("https://evil.example"), None), (None, Some("same-site"))] {
+        let resp = oauth_support::browser_post(&browser, &action, origin, site).form(&fields).send().await.unwrap();
+        assert_eq!(resp.status(), 403, "Origin {origin:?}, Sec-Fetch-Site {site:?}");
+    }
+    let resp = oauth_support::browser_post(&browser, &action, Some(&issuer), Some("same-origin"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert!(oauth_support::query(&oauth_support::location(&resp)).contains_key("code"));
+
+    // The sign-out confirmation.
+    let page = browser.get(app.url("/oauth/logout")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["referrer-policy"], "same-origin");
+    let (action, fields) = oauth_support::parse_form(&page.text().await.unwrap());
+    for (origin, site) in [(Some("null"), Some("cross-site")), (Some("https://evil.example"), None), (None, Some("same-site"))] {
+        let resp = oauth_support::browser_post(&browser, &action, origin, site).form(&fields).send().await.unwrap();
+        assert_eq!(resp.status(), 403, "Origin {origin:?}, Sec-Fetch-Site {site:?}");
+        assert!(resp.text().await.unwrap().contains("This sign-out form has expired"));
+    }
+    let resp = oauth_support::browser_post(&browser, &action, Some("null"), Some("same-origin"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert!(resp.text().await.unwrap().contains("You are signed out"));
+    // Signed out: the next authorization shows the sign-in form.
+    let page = browser.get(oauth_support::authorize_url(&app, &public.id, &pkce)).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("id=\"password\""));
+});
+
+db_test!(async fn over_https_the_browser_cookies_are_host_prefixed_and_secure(backend) {
+    let (app, admin) = oauth_support::spawn_with_admin_tls(backend).await;
+    let client = oauth_support::confidential(&app, &admin).await;
+    let browser = oauth_support::browser_for(&app);
+    let page = browser.get(oauth_support::authorize_url(&app, &client.id, &[])).send().await.unwrap();
+    assert_eq!(page.headers()["referrer-policy"], "same-origin");
+    let csrf = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(csrf.starts_with("__Host-lk_csrf="), "{csrf}");
+    for attribute in ["; Path=/", "; HttpOnly", "; SameSite=Lax", "; Secure"] {
+        assert!(csrf.contains(attribute), "{csrf} lacks {attribute}");
+    }
+    assert!(!csrf.contains("Domain="));
+    let (action, mut fields) = oauth_support::parse_form(&page.text().await.unwrap());
+    fields.insert("username".into(), "user".into());
+    fields.insert("password".into(), PASSWORD.into());
+    let issuer = oauth_support::origin_of(&app.address);
+    assert!(issuer.starts_with("https://localhost:"));
+    // The same origin over http is another origin.
+    let downgraded = issuer.replace("https://", "http://");
+    let resp = oauth_support::browser_post(&browser, &action, Some(&downgraded), None).form(&fields).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let resp = oauth_support::browser_post(&browser, &action, Some(&issuer), Some("same-origin"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let session = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(session.starts_with("__Host-lk_session="), "{session}");
+    for attribute in ["; Path=/", "; HttpOnly", "; SameSite=Lax", "; Secure"] {
+        assert!(session.contains(attribute), "{session} lacks {attribute}");
+    }
+});
+
 db_test!(async fn end_session_clears_the_browser_session(backend) {
     let (app, admin) = oauth_support::spawn_with_admin(backend).await;
     let client = oauth_support::confidential(&app, &admin).await;

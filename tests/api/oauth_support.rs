@@ -154,8 +154,38 @@ pub fn location(resp: &reqwest::Response) -> String {
     resp.headers()["location"].to_str().unwrap().to_owned()
 }
 
+/// A form POST as Chromium sends it when the user presses the button of a
+/// page from `origin` (`None`: the header is left out, as old browsers and
+/// non-browser clients do).
+pub fn browser_post(
+    browser: &reqwest::Client,
+    action: &str,
+    origin: Option<&str>,
+    sec_fetch_site: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let mut req = browser
+        .post(action)
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-dest", "document")
+        .header("sec-fetch-user", "?1")
+        .header("upgrade-insecure-requests", "1");
+    if let Some(origin) = origin {
+        req = req.header("origin", origin);
+    }
+    if let Some(site) = sec_fetch_site {
+        req = req.header("sec-fetch-site", site);
+    }
+    req
+}
+
+/// The origin of a URL, as a browser serializes it.
+pub fn origin_of(url: &str) -> String {
+    url::Url::parse(url).unwrap().origin().ascii_serialization()
+}
+
 /// Open an authorization URL in `browser`, sign in as `user` if asked, and
-/// return the final redirect to the client.
+/// return the final redirect to the client. The form is posted with the
+/// headers a browser sends for a same-origin form.
 pub async fn sign_in(
     browser: &reqwest::Client,
     authorize_url: &str,
@@ -171,7 +201,12 @@ pub async fn sign_in(
     let (action, mut fields) = parse_form(&html);
     fields.insert("username".into(), username.into());
     fields.insert("password".into(), password.into());
-    let resp = browser.post(action).form(&fields).send().await.unwrap();
+    let origin = origin_of(&action);
+    let resp = browser_post(browser, &action, Some(&origin), Some("same-origin"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER, "signed in: {:?}", resp.text().await);
     location(&resp)
 }
