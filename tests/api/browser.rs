@@ -161,7 +161,9 @@ fn header_map(headers: &Value) -> HashMap<String, String> {
     headers
         .as_object()
         .map(|m| {
-            m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or_default().to_owned())).collect()
+            m.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
         })
         .unwrap_or_default()
 }
@@ -188,6 +190,7 @@ impl Network {
                         ev.hops.push((id, SeenRequest {
                             method: e.request.method.clone(),
                             url: e.request.url.clone(),
+                            headers: header_map(e.request.headers.inner()),
                             ..Default::default()
                         }));
                     }
@@ -252,7 +255,8 @@ impl Tab {
 
     /// Evaluate a JavaScript expression (promises are awaited).
     pub async fn eval(&self, expression: &str) -> Value {
-        let result = self.page.evaluate(expression).await.unwrap_or_else(|e| panic!("eval {expression}: {e}"));
+        let result =
+            self.page.evaluate(expression).await.unwrap_or_else(|e| panic!("eval {expression}: {e}"));
         result.value().cloned().unwrap_or(Value::Null)
     }
 
@@ -326,10 +330,7 @@ impl Tab {
 
     /// A PNG of the whole page.
     pub async fn screenshot(&self) -> Vec<u8> {
-        self.page
-            .screenshot(ScreenshotParams::builder().full_page(true).build())
-            .await
-            .expect("screenshot")
+        self.page.screenshot(ScreenshotParams::builder().full_page(true).build()).await.expect("screenshot")
     }
 }
 
@@ -423,4 +424,153 @@ impl Drop for Site {
             let _ = stop.send(());
         }
     }
+}
+
+/// One request as it arrived on the wire, before latchkey saw it.
+#[derive(Clone, Debug)]
+pub struct WireRequest {
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Header names in lower case; repeated headers joined with ", ".
+    pub headers: HashMap<String, String>,
+}
+
+/// A recording TCP proxy in front of latchkey: the browser talks to it, it
+/// forwards every byte both ways and keeps the head of every HTTP/1.1 request
+/// that passes. CDP cannot be trusted for this: the wire headers
+/// (`Sec-Fetch-*`, `Cookie`) only come in `requestWillBeSentExtraInfo`,
+/// which chromiumoxide's typed protocol fails to parse for current Chromium.
+/// Plain HTTP only.
+pub struct WireTap {
+    /// `http://127.0.0.1:<port>`: use it as the issuer.
+    pub origin: String,
+    listener: Option<tokio::net::TcpListener>,
+    seen: Arc<Mutex<Vec<WireRequest>>>,
+}
+
+impl WireTap {
+    /// Bind the port now (the issuer must be known before latchkey starts).
+    pub async fn bind() -> WireTap {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        WireTap { origin: format!("http://127.0.0.1:{port}"), listener: Some(listener), seen: Arc::default() }
+    }
+
+    /// Start forwarding to `upstream` (`host:port`).
+    pub fn forward_to(&mut self, upstream: String) {
+        let listener = self.listener.take().expect("forwarding already");
+        let seen = Arc::clone(&self.seen);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (seen, upstream) = (Arc::clone(&seen), upstream.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let down = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                    });
+                    let _ = tap_requests(&mut client_read, &mut server_write, &seen).await;
+                    down.abort();
+                });
+            }
+        });
+    }
+
+    /// Every request seen so far.
+    pub fn all(&self) -> Vec<WireRequest> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The last request with this method whose path starts with `prefix`.
+    pub fn last(&self, method: &str, prefix: &str) -> Option<WireRequest> {
+        self.all().into_iter().rev().find(|r| r.method == method && r.target.starts_with(prefix))
+    }
+}
+
+/// Copy client bytes to the server, recording each request head on the way.
+async fn tap_requests(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    seen: &Mutex<Vec<WireRequest>>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut pending: Vec<u8> = Vec::new();
+    // Bytes of the current body still to skip; None once parsing gave up
+    // (a chunked body), after which bytes are only forwarded.
+    let mut body_left: Option<usize> = Some(0);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = from.read(&mut chunk).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        to.write_all(&chunk[..n]).await?;
+        let Some(mut left) = body_left else { continue };
+        pending.extend_from_slice(&chunk[..n]);
+        loop {
+            if left > 0 {
+                let skip = left.min(pending.len());
+                pending.drain(..skip);
+                left -= skip;
+                if left > 0 {
+                    break;
+                }
+            }
+            let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else { break };
+            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+            pending.drain(..end + 4);
+            let mut lines = head.split("\r\n");
+            let mut request_line = lines.next().unwrap_or_default().split(' ');
+            let method = request_line.next().unwrap_or_default().to_owned();
+            let target = request_line.next().unwrap_or_default().to_owned();
+            let mut headers: HashMap<String, String> = HashMap::new();
+            for line in lines {
+                if let Some((name, value)) = line.split_once(':') {
+                    let value = value.trim().to_owned();
+                    headers
+                        .entry(name.trim().to_ascii_lowercase())
+                        .and_modify(|v| {
+                            v.push_str(", ");
+                            v.push_str(&value);
+                        })
+                        .or_insert(value);
+                }
+            }
+            let chunked = headers.get("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+            left = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            seen.lock().unwrap().push(WireRequest { method, target, headers });
+            if chunked {
+                body_left = None;
+                break;
+            }
+        }
+        if body_left.is_some() {
+            body_left = Some(left);
+        }
+    }
+}
+
+/// latchkey with an admin and a user (see `oauth_support`), its issuer the
+/// [`WireTap`] in front of it: browsers go through the tap, tests may call
+/// `app.url(..)` directly.
+pub async fn spawn_tapped_with_admin(
+    backend: crate::helpers::Backend,
+    configure: impl FnOnce(&mut latchkey::config::Settings) + Send + 'static,
+) -> (crate::helpers::TestApp, String, WireTap) {
+    let mut tap = WireTap::bind().await;
+    let issuer = tap.origin.clone();
+    let (app, admin) = crate::oauth_support::spawn_with_admin_configured(backend, move |s| {
+        s.issuer = Some(issuer);
+        configure(s);
+    })
+    .await;
+    tap.forward_to(app.address.trim_start_matches("http://").to_owned());
+    (app, admin, tap)
+}
+
+/// `path` under the issuer (through the tap, when there is one).
+pub fn issuer_url(app: &crate::helpers::TestApp, path: &str) -> String {
+    format!("{}{path}", app.state.issuer())
 }

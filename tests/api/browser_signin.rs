@@ -4,10 +4,12 @@
 
 use serde_json::json;
 
-use crate::browser::{Chromium, LaunchOptions, Site, Tab, js_string, keep_screenshot};
+use crate::browser::{
+    Chromium, LaunchOptions, Site, Tab, issuer_url, js_string, keep_screenshot, spawn_tapped_with_admin,
+};
 use crate::db_test;
 use crate::helpers::{Backend, TestApp};
-use crate::oauth_support::{self, Client, PASSWORD, pkce_pair, register_client, spawn_with_admin, token_basic};
+use crate::oauth_support::{self, Client, PASSWORD, pkce_pair, register_client, token_basic};
 
 /// A confidential client whose redirect URI is `site`'s callback.
 async fn gallery(app: &TestApp, admin: &str, site: &Site) -> Client {
@@ -26,7 +28,7 @@ async fn gallery(app: &TestApp, admin: &str, site: &Site) -> Client {
 }
 
 fn authorize_url(app: &TestApp, client: &Client, site: &Site, challenge: &str) -> String {
-    let mut url = url::Url::parse(&app.url("/oauth/authorize")).unwrap();
+    let mut url = url::Url::parse(&issuer_url(app, "/oauth/authorize")).unwrap();
     url.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", &client.id)
@@ -51,7 +53,7 @@ fn origin_of(url: &str) -> String {
 }
 
 db_test!(async fn chromium_signs_in_on_the_page_and_the_client_gets_a_code(backend) {
-    let (app, admin) = spawn_with_admin(backend).await;
+    let (app, admin, tap) = spawn_tapped_with_admin(backend, |_| {}).await;
     let site = Site::start().await;
     let client = gallery(&app, &admin, &site).await;
     let Some(chromium) = Chromium::launch().await else { return };
@@ -91,13 +93,16 @@ db_test!(async fn chromium_signs_in_on_the_page_and_the_client_gets_a_code(backe
     .await;
     assert_eq!(resp.status(), 200, "the code redeems: {:?}", resp.text().await);
 
-    // What Chromium really sent with the form: the reason for the old 403.
-    let post = tab.network.last("POST", &app.url("/oauth/authorize")).expect("the form POST was seen");
-    eprintln!("Chromium's sign-in POST headers: {:#?}", post.headers);
-    assert_eq!(post.status, Some(303), "the form POST redirects to the client");
+    // What Chromium really sent with the form (the reason for the old 403:
+    // under `Referrer-Policy: no-referrer` it sent `Origin: null`).
+    let status = tab.network.last("POST", &issuer_url(&app, "/oauth/authorize")).expect("the form POST");
+    assert_eq!(status.status, Some(303), "the form POST redirects to the client");
+    let post = tap.last("POST", "/oauth/authorize").expect("the form POST arrived");
+    eprintln!("Chromium's sign-in POST as it arrived: {:#?}", post.headers);
     assert_eq!(post.headers.get("origin"), Some(&origin_of(app.state.issuer())));
     assert_eq!(post.headers.get("sec-fetch-site").map(String::as_str), Some("same-origin"));
     assert_eq!(post.headers.get("sec-fetch-mode").map(String::as_str), Some("navigate"));
+    assert!(post.headers.get("cookie").is_some_and(|c| c.contains("lk_csrf=")));
     // The page allowed a same-origin Referer, and nothing leaked to the client.
     assert!(post.headers.get("referer").is_some_and(|r| r.starts_with(app.state.issuer())));
     let arrival = tab.network.last("GET", &site.url("/callback")).expect("callback seen");
@@ -106,7 +111,7 @@ db_test!(async fn chromium_signs_in_on_the_page_and_the_client_gets_a_code(backe
 });
 
 db_test!(async fn chromium_shows_a_wrong_password_on_the_page(backend) {
-    let (app, admin) = spawn_with_admin(backend).await;
+    let (app, admin, _tap) = spawn_tapped_with_admin(backend, |_| {}).await;
     let site = Site::start().await;
     let client = gallery(&app, &admin, &site).await;
     let Some(chromium) = Chromium::launch().await else { return };
@@ -119,7 +124,7 @@ db_test!(async fn chromium_shows_a_wrong_password_on_the_page(backend) {
 
     let alert = tab.text("[role=alert]").await;
     assert!(alert.contains("Invalid username or password"), "the error is shown: {alert}");
-    assert!(tab.url().await.starts_with(&app.url("/oauth/authorize")), "still on the sign-in page");
+    assert!(tab.url().await.starts_with(&issuer_url(&app, "/oauth/authorize")), "still on the sign-in page");
     let kept = tab.eval("document.querySelector('#username').value").await;
     assert_eq!(kept, json!("user"), "the username is kept");
     // The error is tied to the field it is about, for screen readers.
@@ -141,7 +146,7 @@ db_test!(async fn chromium_shows_a_wrong_password_on_the_page(backend) {
 });
 
 db_test!(async fn chromium_continues_a_session_for_a_public_client_and_signs_out(backend) {
-    let (app, admin) = spawn_with_admin(backend).await;
+    let (app, admin, _tap) = spawn_tapped_with_admin(backend, |_| {}).await;
     let site = Site::start().await;
     let spa = register_client(
         &app,
@@ -180,7 +185,7 @@ db_test!(async fn chromium_continues_a_session_for_a_public_client_and_signs_out
     assert!(!second.is_empty() && second != first, "a fresh code for the confirmed session");
 
     // RP-initiated logout without a hint: the user confirms on a page.
-    let mut logout = url::Url::parse(&app.url("/oauth/logout")).unwrap();
+    let mut logout = url::Url::parse(&issuer_url(&app, "/oauth/logout")).unwrap();
     logout
         .query_pairs_mut()
         .append_pair("client_id", &spa.id)
@@ -191,7 +196,7 @@ db_test!(async fn chromium_continues_a_session_for_a_public_client_and_signs_out
     tab.click("form button").await;
     tab.wait_for_url(&site.url("/signed-out")).await;
     assert_eq!(tab.text("#state").await, "bye");
-    let confirm = tab.network.last("POST", &app.url("/oauth/logout")).expect("the confirmation POST");
+    let confirm = tab.network.last("POST", &issuer_url(&app, "/oauth/logout")).expect("the confirmation POST");
     assert_eq!(confirm.status, Some(302), "{confirm:?}");
 
     // Signed out: the next authorization shows the form again.
@@ -225,13 +230,14 @@ db_test!(async fn chromium_signs_in_over_https_with_secure_cookies(backend) {
         assert!(cookie.secure && cookie.http_only, "{cookie:?}");
         assert!(cookie.name.starts_with("__Host-"), "{}", cookie.name);
     }
-    let post = tab.network.last("POST", &app.url("/oauth/authorize")).unwrap();
+    let post = tab.network.last("POST", &issuer_url(&app, "/oauth/authorize")).unwrap();
+    assert_eq!(post.status, Some(303));
     assert_eq!(post.headers.get("origin"), Some(&origin_of(app.state.issuer())));
     chromium.close().await;
 });
 
 db_test!(async fn a_page_on_another_origin_cannot_post_the_sign_in_form(backend) {
-    let (app, admin) = spawn_with_admin(backend).await;
+    let (app, admin, tap) = spawn_tapped_with_admin(backend, |_| {}).await;
     let site = Site::start().await;
     let client = gallery(&app, &admin, &site).await;
     let Some(chromium) = Chromium::launch().await else { return };
@@ -269,19 +275,21 @@ db_test!(async fn a_page_on_another_origin_cannot_post_the_sign_in_form(backend)
         "/evil.html",
         format!(
             "<!doctype html><form id=f method=post action=\"{}\">{inputs}</form><script>document.getElementById('f').submit()</script>",
-            app.url("/oauth/authorize")
+            issuer_url(&app, "/oauth/authorize")
         ),
     );
 
     tab.goto(&evil.url("/evil.html")).await;
-    tab.wait_for_url(&app.url("/oauth/authorize")).await;
-    tab.wait_for("document.readyState === 'complete'").await;
+    tab.wait_for_url(&issuer_url(&app, "/oauth/authorize")).await;
+    tab.wait_for("document.querySelector('#page-error')").await;
 
-    let post = tab.network.last("POST", &app.url("/oauth/authorize")).expect("the forged POST was sent");
-    eprintln!("forged POST headers: {:#?}", post.headers);
+    let post = tap.last("POST", "/oauth/authorize").expect("the forged POST arrived");
+    eprintln!("forged POST as it arrived: {:#?}", post.headers);
     assert_eq!(post.headers.get("origin"), Some(&evil.origin), "Chromium names the forging origin");
-    assert!(post.headers.get("cookie").is_some_and(|c| c.contains("lk_csrf")), "the cookie went along");
-    assert_eq!(post.status, Some(403), "refused: {post:?}");
+    assert_eq!(post.headers.get("sec-fetch-site").map(String::as_str), Some("same-site"));
+    assert!(post.headers.get("cookie").is_some_and(|c| c.contains("lk_csrf=")), "the cookie went along");
+    let status = tab.network.last("POST", &issuer_url(&app, "/oauth/authorize")).unwrap();
+    assert_eq!(status.status, Some(403), "refused: {status:?}");
     assert!(tab.network.last("GET", &site.url("/callback")).is_none(), "no code was issued");
     chromium.close().await;
 });
