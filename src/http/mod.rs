@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod auth;
 pub mod authorize;
+pub mod cors;
 pub mod error;
 pub mod health;
 pub mod html;
@@ -103,7 +104,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let body_limit = state.settings.body_limit;
-    let log_state = state.clone();
+    let (log_state, cors_state) = (state.clone(), state.clone());
     let labels = std::sync::Arc::new(route_labels());
     Route::new()
         .nest("/", api)
@@ -111,6 +112,11 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/openapi.json", spec)
         .around(move |ep, req| middleware::limit_body(ep, req, body_limit))
         .around(error::normalize_errors)
+        // Outside the error mapping, so error responses carry CORS headers too.
+        .around(move |ep, req| {
+            let state = cors_state.clone();
+            async move { cors::cors(ep, req, &state.settings).await }
+        })
         .around(middleware::default_headers)
         .around(move |ep, req| {
             let (state, labels) = (log_state.clone(), std::sync::Arc::clone(&labels));
