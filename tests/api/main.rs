@@ -13,6 +13,8 @@ mod oauth_support;
 mod admin_users;
 mod browser_signin;
 mod cli;
+mod cookie_mode;
+mod cors;
 mod errors;
 mod feed;
 mod health;
