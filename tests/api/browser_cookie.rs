@@ -4,20 +4,21 @@
 
 use serde_json::json;
 
-use crate::browser::{Chromium, Site};
+use crate::browser::{Chromium, Site, WireTap, issuer_url, spawn_tapped_with_admin};
 use crate::db_test;
 use crate::helpers::TestApp;
 use crate::oauth_support::PASSWORD;
 use crate::spa_support::SpaServer;
 
-/// latchkey allowing the SPA server's origin, a user, and the SPA server.
-async fn setup(backend: crate::helpers::Backend) -> (TestApp, SpaServer) {
+/// latchkey (behind a wire tap) allowing the SPA server's origin, a user,
+/// and the SPA server.
+async fn setup(backend: crate::helpers::Backend) -> (TestApp, WireTap, SpaServer) {
     let spa = SpaServer::bind().await;
     let origin = spa.origin.clone();
-    let app = TestApp::builder(backend).configure(move |s| s.cors_origins = vec![origin]).spawn().await;
-    app.create_user("user", PASSWORD).await;
-    let spa = spa.serve(app.state.issuer(), "unused", "http://127.0.0.1:9").await;
-    (app, spa)
+    let (app, _admin, tap) = spawn_tapped_with_admin(backend, move |s| s.cors_origins = vec![origin]).await;
+    // The cookie page needs no OAuth client and no tasks API.
+    let spa = spa.serve(app.state.issuer(), "unused", "http://127.0.0.1:9");
+    (app, tap, spa)
 }
 
 /// The refresh cookie as the browser holds it.
@@ -35,7 +36,7 @@ async fn sign_in(tab: &crate::browser::Tab, spa: &SpaServer) {
 }
 
 db_test!(async fn the_cookie_mode_page_signs_in_refreshes_and_signs_out(backend) {
-    let (app, spa) = setup(backend).await;
+    let (app, tap, spa) = setup(backend).await;
     let Some(chromium) = Chromium::launch().await else { return };
     let tab = chromium.page().await;
 
@@ -46,16 +47,18 @@ db_test!(async fn the_cookie_mode_page_signs_in_refreshes_and_signs_out(backend)
     assert_eq!(cookie.path, "/auth");
     assert_eq!(format!("{:?}", cookie.same_site), "Some(Strict)");
     assert_eq!(tab.eval("document.cookie.includes('lk_refresh')").await, json!(false));
-    let login = tab.network.last("POST", &app.url("/auth/login")).unwrap();
+    let login = tab.network.last("POST", &issuer_url(&app, "/auth/login")).unwrap();
     assert_eq!(login.status, Some(200));
-    assert_eq!(login.headers.get("origin"), Some(&spa.origin));
+    assert_eq!(tap.last("POST", "/auth/login").unwrap().headers.get("origin"), Some(&spa.origin));
 
     // Refresh with the cookie: it rotates.
     tab.click("#refresh").await;
     tab.wait_for("document.querySelector('#refresh-count').innerText.trim() === '1'").await;
-    let refresh = tab.network.last("POST", &app.url("/auth/refresh")).unwrap();
+    let refresh = tab.network.last("POST", &issuer_url(&app, "/auth/refresh")).unwrap();
     assert_eq!(refresh.status, Some(200), "{refresh:?}");
-    assert!(refresh.headers.get("cookie").is_some_and(|c| c.contains("lk_refresh=")), "{refresh:?}");
+    let wire = tap.last("POST", "/auth/refresh").unwrap();
+    assert!(wire.headers.get("cookie").is_some_and(|c| c.contains("lk_refresh=")), "{wire:?}");
+    assert_eq!(wire.headers.get("origin"), Some(&spa.origin));
     let rotated = refresh_cookie(&chromium).await.expect("a rotated cookie");
     assert_ne!(rotated.value, cookie.value, "the refresh token rotated");
     // The user still shows after the refresh (the new access token works).
@@ -64,7 +67,7 @@ db_test!(async fn the_cookie_mode_page_signs_in_refreshes_and_signs_out(backend)
     // Sign out: the session ends and the cookie is gone.
     tab.click("#logout").await;
     tab.wait_for("!document.querySelector('#status').innerText.includes('Signed in')").await;
-    let logout = tab.network.last("POST", &app.url("/auth/logout")).unwrap();
+    let logout = tab.network.last("POST", &issuer_url(&app, "/auth/logout")).unwrap();
     assert_eq!(logout.status, Some(204), "{logout:?}");
     assert!(refresh_cookie(&chromium).await.is_none(), "logout clears the cookie");
 
@@ -75,7 +78,7 @@ db_test!(async fn the_cookie_mode_page_signs_in_refreshes_and_signs_out(backend)
 });
 
 db_test!(async fn a_same_site_page_on_another_origin_cannot_use_the_refresh_cookie(backend) {
-    let (app, spa) = setup(backend).await;
+    let (app, tap, spa) = setup(backend).await;
     let Some(chromium) = Chromium::launch().await else { return };
     let tab = chromium.page().await;
     sign_in(&tab, &spa).await;
@@ -84,7 +87,7 @@ db_test!(async fn a_same_site_page_on_another_origin_cannot_use_the_refresh_cook
     // Another port on the same host: same site, so SameSite=Strict still
     // sends the cookie; only the Origin check and CORS stand in the way.
     let evil = Site::start().await;
-    let refresh = app.url("/auth/refresh");
+    let refresh = issuer_url(&app, "/auth/refresh");
     evil.page(
         "/evil.html",
         format!(
@@ -125,14 +128,27 @@ const body = JSON.stringify({{token_delivery: "cookie"}});
         .filter(|r| r.method == "POST" && r.url == refresh)
         .last()
         .expect("the simple request was sent");
-    assert_eq!(simple.headers.get("origin"), Some(&evil.origin));
-    assert!(simple.headers.get("cookie").is_some_and(|c| c.contains("lk_refresh=")), "{simple:?}");
     assert_eq!(simple.status, Some(403), "{simple:?}");
+    let wire = tap
+        .all()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.target == "/auth/refresh")
+        .last()
+        .expect("the simple request arrived");
+    assert_eq!(wire.headers.get("origin"), Some(&evil.origin));
+    assert_eq!(wire.headers.get("sec-fetch-site").map(String::as_str), Some("same-site"));
+    assert!(wire.headers.get("cookie").is_some_and(|c| c.contains("lk_refresh=")), "{wire:?}");
+    // The JSON attempt never arrived: its preflight got no CORS headers.
+    assert!(
+        tap.all().iter().any(|r| r.method == "OPTIONS" && r.target == "/auth/refresh"),
+        "the preflight arrived"
+    );
 
     // Nothing rotated: the cookie is unchanged and still works on the real page.
     assert_eq!(refresh_cookie(&chromium).await.unwrap().value, cookie.value);
     tab.click("#refresh").await;
     tab.wait_for("document.querySelector('#refresh-count').innerText.trim() === '1'").await;
     assert_eq!(tab.network.last("POST", &refresh).unwrap().status, Some(200));
+
     chromium.close().await;
 });

@@ -9,9 +9,12 @@ mod browser;
 mod helpers;
 mod jwt;
 mod oauth_support;
+mod spa_support;
 
 mod admin_users;
+mod browser_cookie;
 mod browser_signin;
+mod browser_spa;
 mod cli;
 mod cookie_mode;
 mod cors;
