@@ -304,6 +304,11 @@ async function main() {
     refresh().catch(showError);
   });
   $("task-form").addEventListener("submit", (event) => addTask(event).catch(showError));
+  // Back from latchkey's page without signing in: the browser may restore
+  // this page as it was left ("Signing in…") from its back-forward cache.
+  addEventListener("pageshow", (event) => {
+    if (event.persisted && !tokens) showSignedOut("Not signed in");
+  });
 
   const params = new URLSearchParams(location.search);
   // The code, state and iss are single-use: take them out of the address
