@@ -19,6 +19,12 @@
 //! and `TASKS_CLIENT_SECRET` of a client holding scope `revocations:read`,
 //! the service also follows latchkey's revocation feed, so a banned user is
 //! refused within seconds instead of when their token expires.
+//!
+//! `TASKS_CORS_ORIGINS` (comma-separated exact origins, e.g.
+//! `http://127.0.0.1:8082` for the example SPA, see `spa_server.rs`) lets
+//! pages on those origins call the API from the browser. Tokens travel in
+//! the `Authorization` header, never in cookies, so CORS here allows no
+//! credentials; a request from any other origin is refused with 403.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +32,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use latchkey_verify::poem_support::{Authenticated, require_scope};
 use latchkey_verify::{Claims, ClientCredentials, Verifier, VerifierConfig};
+use poem::http::Method;
 use poem::http::StatusCode;
+use poem::middleware::Cors;
 use poem::web::{Data, Json, Path};
 use poem::{Endpoint, EndpointExt, Route, get, handler};
 use serde::{Deserialize, Serialize};
@@ -133,13 +141,48 @@ async fn remove(auth: Authenticated, store: Data<&Arc<Store>>, id: Path<u64>) ->
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The routes, given a verifier and a store.
+/// The routes, given a verifier and a store, for callers that are not
+/// browsers (no CORS).
+#[allow(dead_code)] // used by the tests
 pub fn app(verifier: Verifier, store: Arc<Store>) -> impl Endpoint {
+    app_with_cors(verifier, store, Vec::new())
+}
+
+/// The routes, callable from pages on `cors_origins` (exact origins such as
+/// `http://127.0.0.1:8082`). Requests without an `Origin` header (servers,
+/// curl) are unaffected.
+pub fn app_with_cors(verifier: Verifier, store: Arc<Store>, cors_origins: Vec<String>) -> impl Endpoint {
+    // An explicit predicate: poem's `Cors` with no origins would allow all.
+    let cors = Cors::new()
+        .allow_origins_fn(move |origin| cors_origins.iter().any(|o| o == origin))
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers(["authorization", "content-type"])
+        .expose_headers(["www-authenticate"])
+        .max_age(600);
     Route::new()
         .at("/tasks", get(list).post(create))
         .at("/tasks/:id", get(show).patch(update).delete(remove))
         .data(verifier)
         .data(store)
+        .with(cors)
+}
+
+/// `TASKS_CORS_ORIGINS`: comma-separated origins, each `scheme://host[:port]`
+/// exactly (no path, no `*`).
+pub fn parse_origins(value: &str) -> Result<Vec<String>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let url = url::Url::parse(o).map_err(|e| format!("TASKS_CORS_ORIGINS: {o:?}: {e}"))?;
+            let origin = url.origin().ascii_serialization();
+            if origin != o || !matches!(url.scheme(), "http" | "https") {
+                return Err(format!("TASKS_CORS_ORIGINS: {o:?} is not an origin; write {origin:?}"));
+            }
+            Ok(origin)
+        })
+        .collect()
 }
 
 #[allow(dead_code)]
@@ -148,6 +191,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
     let issuer = env("TASKS_ISSUER", "http://127.0.0.1:8080");
     let listen = env("TASKS_LISTEN", "127.0.0.1:8081");
+    let cors_origins = parse_origins(&env("TASKS_CORS_ORIGINS", ""))?;
     let verifier =
         Verifier::discover(VerifierConfig::new(issuer.clone(), env("TASKS_AUDIENCE", "latchkey"))).await?;
     let _feed = match (std::env::var("TASKS_CLIENT_ID"), std::env::var("TASKS_CLIENT_SECRET")) {
@@ -165,7 +209,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("tasks API on http://{listen}, trusting tokens from {issuer}");
     poem::Server::new(poem::listener::TcpListener::bind(listen))
-        .run(app(verifier, Arc::new(Store::default())))
+        .run(app_with_cors(verifier, Arc::new(Store::default()), cors_origins))
         .await?;
     Ok(())
 }

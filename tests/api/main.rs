@@ -29,5 +29,6 @@ mod protection;
 mod refresh;
 mod register_login;
 mod restart;
+mod spa_example;
 mod tasks_e2e;
 mod token_attacks;

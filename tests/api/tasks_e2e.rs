@@ -18,7 +18,7 @@ use crate::oauth_support::{self, PASSWORD};
 #[path = "../../examples/service_client.rs"]
 mod service_client;
 #[path = "../../examples/tasks_api.rs"]
-mod tasks_api;
+pub(crate) mod tasks_api;
 
 /// A verifier for `app` that reads the app's (mock) clock.
 fn config(app: &TestApp) -> VerifierConfig {

@@ -1,0 +1,209 @@
+//! spa_server: a tiny static server for the example browser app in
+//! `examples/spa/`, plus the generated `GET /config.js` that tells the pages
+//! where latchkey and the tasks API are.
+//!
+//! - `/` and `/index.html`: the single-page app. It signs in with
+//!   authorization code + PKCE as a **public client**, keeps its tokens in
+//!   memory, refreshes before the access token expires, lists and adds tasks
+//!   through the tasks API, and signs out with RP-initiated logout.
+//! - `/cookie.html`: the same-site page that uses latchkey's JSON API
+//!   (`/auth/*`) in cookie mode: the refresh token lives in an `HttpOnly`
+//!   cookie scoped to latchkey's `/auth` path, never in JavaScript.
+//!
+//! Every page gets a strict `Content-Security-Policy` (scripts and styles
+//! from this origin only; `connect-src` this origin, the issuer and the tasks
+//! API; no framing) and `Referrer-Policy: no-referrer`, so the authorization
+//! code in the callback URL never leaks in a `Referer`.
+//!
+//! # Run the whole demo (each in its own terminal)
+//!
+//! ```text
+//! # 1. latchkey, with the task scopes on offer and the SPA's origin allowed for CORS
+//! LATCHKEY_USER_SCOPES="openid profile email tasks:read tasks:write" \
+//! LATCHKEY_CORS_ORIGINS=http://127.0.0.1:8082 cargo run --release
+//!
+//! # 2. once: a user, and the SPA as a public client (PKCE, no secret)
+//! curl -s 127.0.0.1:8080/auth/register -H 'content-type: application/json' \
+//!      -d '{"username": "alice", "password": "correct horse battery"}'
+//! cargo run --release -- clients create --name "Tasks SPA" --auth-method none \
+//!      --grant-type authorization_code --grant-type refresh_token \
+//!      --redirect-uri http://127.0.0.1:8082/ --scope "openid profile tasks:read tasks:write"
+//! # (or POST /admin/clients with {"client_name": "Tasks SPA",
+//! #  "token_endpoint_auth_method": "none", "grant_types": ["authorization_code", "refresh_token"],
+//! #  "redirect_uris": ["http://127.0.0.1:8082/"], "scope": "openid profile tasks:read tasks:write"})
+//!
+//! # 3. the tasks API, accepting calls from the SPA's origin
+//! TASKS_CORS_ORIGINS=http://127.0.0.1:8082 cargo run --release --example tasks_api
+//!
+//! # 4. this server, with the client_id printed in step 2
+//! SPA_CLIENT_ID=<client_id> cargo run --release --example spa_server
+//! # open http://127.0.0.1:8082/ (the app) or http://127.0.0.1:8082/cookie.html
+//! ```
+//!
+//! The redirect URI (and post-logout redirect URI) is the app's own root,
+//! `<origin>/`, where `app.js` handles the callback. Use the same host name
+//! everywhere (`127.0.0.1`, not `localhost` in one place and `127.0.0.1` in
+//! another): origins must match exactly, and the cookie page needs the page
+//! and latchkey to be on the same site. WebCrypto needs a secure context:
+//! serve over https, or on loopback as here.
+//!
+//! `SPA_ISSUER` (default `http://127.0.0.1:8080`), `SPA_CLIENT_ID`
+//! (required), `SPA_TASKS_API` (`http://127.0.0.1:8081`), `SPA_LISTEN`
+//! (`127.0.0.1:8082`), `SPA_DIR` (`examples/spa`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use poem::http::{StatusCode, header};
+use poem::web::Path;
+use poem::{Endpoint, EndpointExt, Response, Route, get, handler};
+
+/// What the pages need to know, served to them as `/config.js`.
+#[derive(Clone, Debug)]
+pub struct SpaConfig {
+    /// latchkey's issuer URL (discovery is at `{issuer}/.well-known/openid-configuration`).
+    issuer: String,
+    /// The public client registered for the app.
+    client_id: String,
+    /// Base URL of the tasks API.
+    tasks_api: String,
+    /// The pages' Content-Security-Policy.
+    csp: String,
+}
+
+/// The serialized origin (`scheme://host[:port]`) of an http(s) URL.
+fn origin_of(name: &str, value: &str) -> Result<String, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("{name}: {value:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{name}: {value:?} must be an http or https URL"));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+impl SpaConfig {
+    /// Checks that the issuer and the tasks API are http(s) URLs; a trailing
+    /// `/` is dropped from both.
+    pub fn new(issuer: &str, client_id: &str, tasks_api: &str) -> Result<Self, String> {
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        let tasks_api = tasks_api.trim_end_matches('/').to_owned();
+        let csp =
+            content_security_policy(&origin_of("issuer", &issuer)?, &origin_of("tasks API", &tasks_api)?);
+        Ok(SpaConfig { issuer, client_id: client_id.to_owned(), tasks_api, csp })
+    }
+
+    /// The `config.js` module: the settings as a JSON object literal, so
+    /// every value is escaped the way JavaScript reads it.
+    fn module(&self) -> String {
+        let json = serde_json::json!({
+            "issuer": self.issuer,
+            "clientId": self.client_id,
+            "tasksApi": self.tasks_api,
+        });
+        format!("// Generated by spa_server from its environment.\nexport const config = {json};\n")
+    }
+}
+
+/// The pages' Content-Security-Policy. Only serialized origins go into it
+/// (never raw input: a `;` would add directives). Scripts and styles come
+/// from this origin only (no inline code), `fetch` may reach latchkey and the
+/// tasks API, and no one may frame the pages.
+fn content_security_policy(issuer: &str, tasks_api: &str) -> String {
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+         connect-src 'self' {issuer} {tasks_api}; form-action 'self'; base-uri 'none'; \
+         frame-ancestors 'none'"
+    )
+}
+
+struct Site {
+    dir: PathBuf,
+    config: SpaConfig,
+}
+
+/// The content type of a file this server is willing to serve.
+fn content_type(name: &str) -> Option<&'static str> {
+    let (stem, ext) = name.rsplit_once('.')?;
+    // One plain name in the directory itself: no `..`, no slashes, no dotfiles.
+    let plain = !stem.is_empty() && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !plain {
+        return None;
+    }
+    match ext {
+        "html" => Some("text/html; charset=utf-8"),
+        "js" => Some("text/javascript; charset=utf-8"),
+        "css" => Some("text/css; charset=utf-8"),
+        "svg" => Some("image/svg+xml"),
+        _ => None,
+    }
+}
+
+impl Site {
+    fn respond(&self, status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
+        Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CONTENT_SECURITY_POLICY, self.config.csp.as_str())
+            .header(header::REFERRER_POLICY, "no-referrer")
+            .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+            .header(header::X_FRAME_OPTIONS, "DENY")
+            // A demo: always fetch the current files.
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(body)
+    }
+
+    fn not_found(&self) -> Response {
+        self.respond(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", b"not found".to_vec())
+    }
+
+    async fn file(&self, name: &str) -> Response {
+        let Some(content_type) = content_type(name) else { return self.not_found() };
+        match tokio::fs::read(self.dir.join(name)).await {
+            Ok(body) => self.respond(StatusCode::OK, content_type, body),
+            Err(_) => self.not_found(),
+        }
+    }
+}
+
+#[handler]
+async fn index(site: poem::web::Data<&Arc<Site>>) -> Response {
+    site.file("index.html").await
+}
+
+#[handler]
+async fn config_js(site: poem::web::Data<&Arc<Site>>) -> Response {
+    let mut resp =
+        site.respond(StatusCode::OK, "text/javascript; charset=utf-8", site.config.module().into_bytes());
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[handler]
+async fn file(site: poem::web::Data<&Arc<Site>>, name: Path<String>) -> Response {
+    site.file(&name.0).await
+}
+
+/// The routes: the files of `dir` (`.html`, `.js`, `.css` and `.svg` at its top
+/// level only) and `/config.js`.
+pub fn routes(dir: impl Into<PathBuf>, config: SpaConfig) -> impl Endpoint {
+    let site = Arc::new(Site { dir: dir.into(), config });
+    Route::new().at("/", get(index)).at("/config.js", get(config_js)).at("/:name", get(file)).data(site)
+}
+
+#[allow(dead_code)]
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+    let client_id = std::env::var("SPA_CLIENT_ID")
+        .map_err(|_| "SPA_CLIENT_ID is required: register the app first (see the example's header)")?;
+    let config = SpaConfig::new(
+        &env("SPA_ISSUER", "http://127.0.0.1:8080"),
+        &client_id,
+        &env("SPA_TASKS_API", "http://127.0.0.1:8081"),
+    )?;
+    let listen = env("SPA_LISTEN", "127.0.0.1:8082");
+    let dir = env("SPA_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/examples/spa"));
+    let app = routes(dir, config);
+    println!("example SPA on http://{listen}/ (cookie mode: http://{listen}/cookie.html)");
+    poem::Server::new(poem::listener::TcpListener::bind(listen)).run(app).await?;
+    Ok(())
+}
