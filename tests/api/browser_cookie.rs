@@ -146,6 +146,8 @@ const body = JSON.stringify({{token_delivery: "cookie"}});
 
     // Nothing rotated: the cookie is unchanged and still works on the real page.
     assert_eq!(refresh_cookie(&chromium).await.unwrap().value, cookie.value);
+    attack.page.close().await.unwrap();
+    tab.page.bring_to_front().await.unwrap();
     tab.click("#refresh").await;
     tab.wait_for("document.querySelector('#refresh-count').innerText.trim() === '1'").await;
     assert_eq!(tab.network.last("POST", &refresh).unwrap().status, Some(200));

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::tasks_e2e::tasks_api;
 
 #[path = "../../examples/spa_server.rs"]
-mod spa_server;
+pub(crate) mod spa_server;
 
 async fn serve(app: impl poem::Endpoint + 'static) -> String {
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
