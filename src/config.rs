@@ -188,6 +188,12 @@ pub struct Settings {
     pub body_limit: usize,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// `LATCHKEY_CORS_ORIGINS`: exact origins (`scheme://host[:port]`, as a
+    /// browser serializes them) whose pages may call the token, revoke,
+    /// userinfo and `/auth/*` endpoints with credentials, and use cookie mode.
+    pub cors_origins: Vec<String>,
+    /// `LATCHKEY_ADMIN_CORS_ORIGINS`: exact origins whose pages may call `/admin/*`.
+    pub admin_cors_origins: Vec<String>,
     pub log_format: LogFormat,
     pub db_max_connections: u32,
     /// Scopes a user may be granted by a password login.
@@ -252,6 +258,8 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("ARGON2_PARALLELISM", Some("1")),
     ("BODY_LIMIT", Some("65536")),
     ("TRUSTED_PROXIES", Some("")),
+    ("CORS_ORIGINS", Some("")),
+    ("ADMIN_CORS_ORIGINS", Some("")),
     ("LOG_FORMAT", Some("text")),
     ("USER_SCOPES", Some("openid profile email")),
     ("ALLOW_REGISTRATION", Some("true")),
@@ -413,6 +421,8 @@ impl Settings {
             body_limit: usize::try_from(number("BODY_LIMIT")?)
                 .map_err(|_| invalid("BODY_LIMIT", "too large"))?,
             trusted_proxies,
+            cors_origins: parse_origins("CORS_ORIGINS", &parse("CORS_ORIGINS")?)?,
+            admin_cors_origins: parse_origins("ADMIN_CORS_ORIGINS", &parse("ADMIN_CORS_ORIGINS")?)?,
             log_format,
             db_max_connections: small("DB_MAX_CONNECTIONS")?,
             user_scopes: ScopeSet::parse(&parse("USER_SCOPES")?).map_err(|e| invalid("USER_SCOPES", e))?,
@@ -587,6 +597,8 @@ impl Settings {
             argon2_parallelism: 1,
             body_limit: 65_536,
             trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
+            admin_cors_origins: Vec::new(),
             log_format: LogFormat::Text,
             db_max_connections: 10,
             user_scopes: ScopeSet::from_stored("openid profile email tasks:read tasks:write"),
@@ -633,6 +645,40 @@ fn validate_issuer(issuer: &str) -> Result<(), String> {
         return Err("must not contain spaces".into());
     }
     Ok(())
+}
+
+/// A comma-separated list of exact origins; empty entries are skipped.
+fn parse_origins(var: &str, text: &str) -> Result<Vec<String>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_origin(s).map_err(|e| invalid(var, e)))
+        .collect()
+}
+
+/// One exact web origin, written exactly as a browser sends it in `Origin`
+/// (RFC 6454 §6.1: lower-case scheme and host, no default port, no path).
+///
+/// The CORS check compares the `Origin` header with these strings byte for
+/// byte, so anything the browser would serialize differently
+/// (`https://App.example.com`, `https://app.example.com:443`,
+/// `https://app.example.com/`) is refused here with the spelling to use,
+/// instead of silently never matching.
+fn parse_origin(text: &str) -> Result<String, String> {
+    if text == "*" {
+        return Err("\"*\" is not allowed: list exact origins such as https://app.example.com".into());
+    }
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not an origin: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{text:?} is not an http:// or https:// origin"));
+    }
+    let origin = url.origin().ascii_serialization();
+    if origin != text {
+        return Err(format!(
+            "{text:?} is not an exact origin (scheme://host[:port], no path, query, fragment or trailing slash): write {origin:?}"
+        ));
+    }
+    Ok(origin)
 }
 
 fn is_loopback_url(url: &str) -> bool {
@@ -733,6 +779,55 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.trusted_proxies.len(), 3);
+    }
+
+    #[test]
+    fn cors_origins_are_exact_origins() {
+        let (s, _) = Settings::from_sources(
+            None,
+            &env(&[
+                (
+                    "LATCHKEY_CORS_ORIGINS",
+                    "https://app.example.com, http://localhost:5173,,http://[::1]:3000",
+                ),
+                ("LATCHKEY_ADMIN_CORS_ORIGINS", "https://admin.example.com"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.cors_origins, ["https://app.example.com", "http://localhost:5173", "http://[::1]:3000"]);
+        assert_eq!(s.admin_cors_origins, ["https://admin.example.com"]);
+        let (defaults, _) = Settings::from_sources(None, &[]).unwrap();
+        assert!(defaults.cors_origins.is_empty() && defaults.admin_cors_origins.is_empty());
+        // A TOML array works as well as a comma-separated string.
+        let (s, _) =
+            Settings::from_sources(Some("cors_origins = [\"https://a.test\", \"https://b.test:8443\"]"), &[])
+                .unwrap();
+        assert_eq!(s.cors_origins, ["https://a.test", "https://b.test:8443"]);
+    }
+
+    #[test]
+    fn anything_but_an_exact_origin_is_refused_naming_the_variable() {
+        for (bad, hint) in [
+            ("*", "not allowed"),
+            ("null", "not an origin"),
+            ("app.example.com", "not an origin"),
+            ("ftp://files.example.com", "http"),
+            ("https://app.example.com/", "\"https://app.example.com\""),
+            ("https://app.example.com/spa", "\"https://app.example.com\""),
+            ("https://app.example.com?x=1", "\"https://app.example.com\""),
+            ("https://app.example.com#top", "\"https://app.example.com\""),
+            ("https://App.Example.com", "\"https://app.example.com\""),
+            ("https://app.example.com:443", "\"https://app.example.com\""),
+            ("https://user@app.example.com", "\"https://app.example.com\""),
+        ] {
+            for var in ["LATCHKEY_CORS_ORIGINS", "LATCHKEY_ADMIN_CORS_ORIGINS"] {
+                let list = format!("https://ok.example.com,{bad}");
+                let err = Settings::from_sources(None, &env(&[(var, &list)])).unwrap_err();
+                assert!(err.0.contains(var), "{bad}: {err}");
+                assert!(err.0.contains(hint), "{bad}: {err}");
+                assert!(!err.0.contains('\n'), "{bad}: {err}");
+            }
+        }
     }
 
     #[test]

@@ -2,15 +2,22 @@
 //!
 //! Same tokens, families and rules as the OAuth endpoints, in JSON: register,
 //! login, refresh (rotating), logout (ending the family) and the current user.
+//!
+//! Login, refresh and logout deliver the refresh token in the JSON bodies
+//! (`"token_delivery": "body"`, the default) or in an `HttpOnly` cookie
+//! (`"token_delivery": "cookie"`); the cookie, its path and its CSRF checks
+//! are described in [`super::cookies`]. Either way the same `authn`
+//! functions rotate, detect reuse and end families.
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use uuid::Uuid;
 
 use super::Tag;
+use super::cookies::{self, CookieRequest};
 use super::error::ApiError;
 use super::origin::ClientOrigin;
 use super::security::BearerAuth;
@@ -73,6 +80,27 @@ pub struct RegisterRequest {
     pub email: Option<String>,
 }
 
+/// Where the refresh token travels (`token_delivery` of login, refresh and
+/// logout).
+///
+/// - `body` (the default when absent): in the JSON bodies. The response has
+///   `refresh_token`; send it back as `refresh_token` to refresh or log out.
+/// - `cookie`: for browser apps on the same site as latchkey. The response
+///   has no `refresh_token`; instead `Set-Cookie` stores it in an `HttpOnly`,
+///   `SameSite=Strict` cookie on path `/auth` (`__Secure-lk_refresh` with
+///   `Secure` when the issuer is https, `lk_refresh` over http). Refresh and
+///   logout in cookie mode read the cookie and must not send
+///   `refresh_token`. Every cookie-mode request needs an `Origin` header
+///   naming an origin in `LATCHKEY_CORS_ORIGINS` or latchkey's own, else
+///   `403 origin_not_allowed`.
+#[derive(Enum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub enum TokenDelivery {
+    #[default]
+    Body,
+    Cookie,
+}
+
 #[derive(Object, Debug)]
 #[oai(skip_serializing_if_is_none, deny_unknown_fields, example)]
 pub struct LoginRequest {
@@ -85,13 +113,28 @@ pub struct LoginRequest {
     /// `latchkey:admin` to get a token for the admin API (and only for it).
     #[oai(validator(max_length = 2048))]
     pub scope: Option<String>,
+    // No field doc and no `default` here: either makes poem-openapi wrap the
+    // `$ref` in an `allOf`, which generated clients (openapi-python-client)
+    // cannot handle. `TokenDelivery` documents itself; absent means `body`.
+    pub token_delivery: Option<TokenDelivery>,
 }
 
+/// A refresh or logout: the refresh token in the body, or (cookie mode) in
+/// the refresh cookie.
 #[derive(Object, Debug)]
 #[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct RefreshTokenRequest {
+    /// Required with `token_delivery: body`; must be absent with `cookie`.
     #[oai(validator(max_length = 256))]
-    pub refresh_token: String,
+    pub refresh_token: Option<String>,
+    // Absent means `body` (see `LoginRequest::token_delivery`).
+    pub token_delivery: Option<TokenDelivery>,
+}
+
+impl RefreshTokenRequest {
+    fn delivery(&self) -> TokenDelivery {
+        self.token_delivery.unwrap_or_default()
+    }
 }
 
 /// A token response (RFC 6749 §5.1).
@@ -105,6 +148,7 @@ pub struct TokenResponse {
     /// Lifetime of the access token in seconds.
     pub expires_in: u64,
     /// Present your refresh token once; each refresh returns a new one.
+    /// Absent in cookie mode (the token is in the cookie).
     pub refresh_token: Option<String>,
     pub scope: String,
     /// An OpenID Connect ID token, when the scope includes `openid`.
@@ -159,6 +203,7 @@ impl Example for LoginRequest {
             username: "alice".into(),
             password: "correct horse battery staple".into(),
             scope: None,
+            token_delivery: None,
         }
     }
 }
@@ -189,7 +234,14 @@ pub enum Registered {
 #[derive(ApiResponse)]
 pub enum Tokens {
     #[oai(status = 200)]
-    Ok(Json<TokenResponse>),
+    Ok(
+        Json<TokenResponse>,
+        /// Cookie mode only: the refresh token, as
+        /// `__Secure-lk_refresh=<token>; Path=/auth; Max-Age=<refresh lifetime>; HttpOnly; SameSite=Strict; Secure`
+        /// (`lk_refresh`, without `Secure`, when the issuer is http).
+        #[oai(header = "Set-Cookie")]
+        Option<String>,
+    ),
 }
 
 /// A password change. Not `Debug`: it holds passwords.
@@ -219,7 +271,11 @@ pub enum PasswordChangeResponse {
 pub enum LoggedOut {
     /// The session is over (also when the token was unknown or already ended).
     #[oai(status = 204)]
-    NoContent,
+    NoContent(
+        /// Cookie mode only: deletes the refresh cookie (`Max-Age=0`).
+        #[oai(header = "Set-Cookie")]
+        Option<String>,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -246,6 +302,59 @@ fn login_scope(state: &AppState, requested: Option<&str>) -> Result<ScopeSet, Ap
                     format!("allowed scopes are: {allowed} {ADMIN_SCOPE}"),
                 ))
             }
+        }
+    }
+}
+
+/// The token response in the requested delivery: in cookie mode the refresh
+/// token moves from the body into `Set-Cookie`.
+fn deliver(state: &AppState, delivery: TokenDelivery, grant: TokenGrant) -> Tokens {
+    let mut body = TokenResponse::from(grant);
+    let cookie = match delivery {
+        TokenDelivery::Body => None,
+        TokenDelivery::Cookie => body
+            .refresh_token
+            .take()
+            .map(|token| cookies::set_cookie(state.issuer(), &token, state.settings.refresh_token_ttl)),
+    };
+    Tokens::Ok(Json(body), cookie)
+}
+
+/// The body-mode refresh token, which is then required.
+fn body_token(req: &RefreshTokenRequest) -> Result<&str, ApiError> {
+    req.refresh_token.as_deref().ok_or_else(|| {
+        ApiError::validation("refresh_token is required (or use \"token_delivery\": \"cookie\")")
+    })
+}
+
+/// What every cookie-mode refresh or logout must pass before anything
+/// happens: the Origin check, and no token in the body.
+fn cookie_mode_allowed(
+    state: &AppState,
+    req: &RefreshTokenRequest,
+    browser: &CookieRequest,
+) -> Result<(), ApiError> {
+    browser.check_origin(state)?;
+    if req.refresh_token.is_some() {
+        return Err(ApiError::validation(
+            "in cookie mode the refresh token is read from the cookie: leave refresh_token out",
+        ));
+    }
+    Ok(())
+}
+
+/// The refresh token a refresh presents: from the body, or in cookie mode
+/// from the cookie, never both.
+fn presented_token<'a>(
+    state: &AppState,
+    req: &'a RefreshTokenRequest,
+    browser: &'a CookieRequest,
+) -> Result<&'a str, ApiError> {
+    match req.delivery() {
+        TokenDelivery::Body => body_token(req),
+        TokenDelivery::Cookie => {
+            cookie_mode_allowed(state, req, browser)?;
+            browser.refresh_token(state)
         }
     }
 }
@@ -285,20 +394,26 @@ impl AuthApi {
     /// Log in with a username and password.
     ///
     /// Starts a new session (refresh family). Unknown user and wrong password
-    /// give the same answer in the same time.
+    /// give the same answer in the same time. With `token_delivery: cookie`
+    /// the refresh token is set as a cookie instead of returned.
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
         state: Data<&AppState>,
         origin: ClientOrigin,
+        browser: CookieRequest,
         body: Json<LoginRequest>,
     ) -> Result<Tokens, ApiError> {
         let req = body.0;
+        let delivery = req.token_delivery.unwrap_or_default();
+        if delivery == TokenDelivery::Cookie {
+            browser.check_origin(&state)?;
+        }
         let password = Password::presented(&req.password).map_err(ApiError::validation)?;
         let scope = login_scope(&state, req.scope.as_deref())?;
         let session = SessionRequest::first_party(scope, state.now());
         let (_, grant) = authn::login(&state, &origin.0, &req.username, &password, session).await?;
-        Ok(Tokens::Ok(Json(grant.into())))
+        Ok(deliver(&state, delivery, grant))
     }
 
     /// Exchange a refresh token for new tokens.
@@ -306,39 +421,50 @@ impl AuthApi {
     /// The refresh token rotates: use the returned one next time. Presenting
     /// the previous one again within a few seconds returns the same tokens
     /// (two tabs refreshing at once); presenting an older one ends the session.
+    /// In cookie mode the token comes from the refresh cookie and the new one
+    /// is set there.
     #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
     async fn refresh(
         &self,
         state: Data<&AppState>,
         origin: ClientOrigin,
+        browser: CookieRequest,
         body: Json<RefreshTokenRequest>,
     ) -> Result<Tokens, ApiError> {
+        let presented = presented_token(&state, &body.0, &browser)?;
         let address = crate::ratelimit::address_key(origin.0.ip);
         if let Err(seconds) = state.token_limiter.check(&address, state.now()) {
             return Err(ApiError::too_many_requests(seconds));
         }
-        let grant = authn::refresh(
-            &state,
-            &origin.0,
-            FIRST_PARTY_CLIENT_ID,
-            &body.0.refresh_token,
-            None,
-            SigningAlg::Rs256,
-        )
-        .await?;
-        Ok(Tokens::Ok(Json(grant.into())))
+        let grant =
+            authn::refresh(&state, &origin.0, FIRST_PARTY_CLIENT_ID, presented, None, SigningAlg::Rs256)
+                .await?;
+        Ok(deliver(&state, body.0.delivery(), grant))
     }
 
     /// End the session a refresh token belongs to.
+    ///
+    /// In cookie mode the token comes from the refresh cookie, and the cookie
+    /// is deleted.
     #[oai(path = "/logout", method = "post", operation_id = "logout")]
     async fn logout(
         &self,
         state: Data<&AppState>,
         origin: ClientOrigin,
+        browser: CookieRequest,
         body: Json<RefreshTokenRequest>,
     ) -> Result<LoggedOut, ApiError> {
-        authn::logout(&state, &origin.0, FIRST_PARTY_CLIENT_ID, &body.0.refresh_token).await?;
-        Ok(LoggedOut::NoContent)
+        let req = body.0;
+        if req.delivery() == TokenDelivery::Body {
+            authn::logout(&state, &origin.0, FIRST_PARTY_CLIENT_ID, body_token(&req)?).await?;
+            return Ok(LoggedOut::NoContent(None));
+        }
+        cookie_mode_allowed(&state, &req, &browser)?;
+        // Every refresh cookie sent: ending a tossed one as well does no harm.
+        for token in browser.all_refresh_tokens(&state) {
+            authn::logout(&state, &origin.0, FIRST_PARTY_CLIENT_ID, token).await?;
+        }
+        Ok(LoggedOut::NoContent(Some(cookies::clear_cookie(state.issuer()))))
     }
 
     /// Change your password, proving the current one.

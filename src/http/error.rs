@@ -30,7 +30,7 @@ pub struct ErrorBody {
     /// `/oauth/*`, latchkey codes elsewhere (`invalid_request`,
     /// `validation_failed`, `invalid_credentials`, `invalid_token`,
     /// `username_taken`, `not_found`, `payload_too_large`, `rate_limited`,
-    /// `server_error`, ...).
+    /// `origin_not_allowed`, `server_error`, ...).
     pub error: String,
     /// A human-readable explanation. Never contains secrets or internals.
     pub error_description: String,
@@ -121,6 +121,12 @@ impl ApiError {
 
     pub fn forbidden(code: &str, description: impl Into<String>) -> Self {
         ApiError::Forbidden(Json(ErrorBody::new(code, description)), None)
+    }
+
+    /// Cookie mode's CSRF check failed: the request's `Origin` is missing or
+    /// not allowed (see `http::cookies`).
+    pub fn origin_not_allowed(description: &str) -> Self {
+        ApiError::forbidden("origin_not_allowed", description)
     }
 
     /// RFC 6750 §3.1: the token lacks a needed scope.

@@ -7,6 +7,8 @@
 pub mod admin;
 pub mod auth;
 pub mod authorize;
+pub mod cookies;
+pub mod cors;
 pub mod error;
 pub mod health;
 pub mod html;
@@ -103,14 +105,25 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let body_limit = state.settings.body_limit;
-    let log_state = state.clone();
+    let (log_state, guard_state, cors_state) = (state.clone(), state.clone(), state.clone());
     let labels = std::sync::Arc::new(route_labels());
     Route::new()
         .nest("/", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .around(move |ep, req| middleware::limit_body(ep, req, body_limit))
+        // Outside the body limit: a cookie-carrying refresh from a foreign
+        // origin is refused before its body is read.
+        .around(move |ep, req| {
+            let state = guard_state.clone();
+            async move { cookies::guard(ep, req, &state).await }
+        })
         .around(error::normalize_errors)
+        // Outside the error mapping, so error responses carry CORS headers too.
+        .around(move |ep, req| {
+            let state = cors_state.clone();
+            async move { cors::cors(ep, req, &state.settings).await }
+        })
         .around(middleware::default_headers)
         .around(move |ep, req| {
             let (state, labels) = (log_state.clone(), std::sync::Arc::clone(&labels));

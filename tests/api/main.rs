@@ -11,6 +11,8 @@ mod oauth_support;
 
 mod admin_users;
 mod cli;
+mod cookie_mode;
+mod cors;
 mod errors;
 mod feed;
 mod health;
