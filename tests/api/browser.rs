@@ -236,6 +236,31 @@ impl Network {
     pub fn last(&self, method: &str, prefix: &str) -> Option<SeenRequest> {
         self.all().into_iter().rev().find(|r| r.method == method && r.url.starts_with(prefix))
     }
+
+    /// The same, once its response has been reported (CDP events can trail
+    /// what the page already shows), or `None` after [`WAIT`].
+    pub async fn answered(&self, method: &str, prefix: &str) -> Option<SeenRequest> {
+        let started = tokio::time::Instant::now();
+        loop {
+            let last = self.last(method, prefix);
+            if last.as_ref().is_some_and(|r| r.status.is_some()) || started.elapsed() > WAIT {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl SeenRequest {
+    /// Check the status CDP reported. chromiumoxide now and then loses a
+    /// `responseReceived` it cannot parse, so a missing status is tolerated
+    /// (every caller also checks what the page shows); a wrong one never is.
+    pub fn expect_status(&self, expected: i64) {
+        match self.status {
+            Some(status) => assert_eq!(status, expected, "{self:?}"),
+            None => eprintln!("note: no status reported by CDP for {} {}", self.method, self.url),
+        }
+    }
 }
 
 /// A tab and what it sent.

@@ -22,7 +22,9 @@ async fn setup(backend: crate::helpers::Backend) -> (TestApp, WireTap, SpaServer
 }
 
 /// The refresh cookie as the browser holds it.
-async fn refresh_cookie(chromium: &Chromium) -> Option<chromiumoxide::cdp::browser_protocol::network::Cookie> {
+async fn refresh_cookie(
+    chromium: &Chromium,
+) -> Option<chromiumoxide::cdp::browser_protocol::network::Cookie> {
     chromium.cookies().await.into_iter().find(|c| c.name.ends_with("lk_refresh"))
 }
 
@@ -32,7 +34,8 @@ async fn sign_in(tab: &crate::browser::Tab, spa: &SpaServer) {
     tab.fill("#username", "user").await;
     tab.fill("#password", PASSWORD).await;
     tab.click("#login").await;
-    tab.wait_for("document.querySelector('#me') && document.querySelector('#me').innerText.includes('user')").await;
+    tab.wait_for("document.querySelector('#me') && document.querySelector('#me').innerText.includes('user')")
+        .await;
 }
 
 db_test!(async fn the_cookie_mode_page_signs_in_refreshes_and_signs_out(backend) {
@@ -47,15 +50,15 @@ db_test!(async fn the_cookie_mode_page_signs_in_refreshes_and_signs_out(backend)
     assert_eq!(cookie.path, "/auth");
     assert_eq!(format!("{:?}", cookie.same_site), "Some(Strict)");
     assert_eq!(tab.eval("document.cookie.includes('lk_refresh')").await, json!(false));
-    let login = tab.network.last("POST", &issuer_url(&app, "/auth/login")).unwrap();
-    assert_eq!(login.status, Some(200));
+    let login = tab.network.answered("POST", &issuer_url(&app, "/auth/login")).await.unwrap();
+    login.expect_status(200);
     assert_eq!(tap.last("POST", "/auth/login").unwrap().headers.get("origin"), Some(&spa.origin));
 
     // Refresh with the cookie: it rotates.
     tab.click("#refresh").await;
     tab.wait_for("document.querySelector('#refresh-count').innerText.trim() === '1'").await;
-    let refresh = tab.network.last("POST", &issuer_url(&app, "/auth/refresh")).unwrap();
-    assert_eq!(refresh.status, Some(200), "{refresh:?}");
+    let refresh = tab.network.answered("POST", &issuer_url(&app, "/auth/refresh")).await.unwrap();
+    refresh.expect_status(200);
     let wire = tap.last("POST", "/auth/refresh").unwrap();
     assert!(wire.headers.get("cookie").is_some_and(|c| c.contains("lk_refresh=")), "{wire:?}");
     assert_eq!(wire.headers.get("origin"), Some(&spa.origin));
@@ -67,8 +70,8 @@ db_test!(async fn the_cookie_mode_page_signs_in_refreshes_and_signs_out(backend)
     // Sign out: the session ends and the cookie is gone.
     tab.click("#logout").await;
     tab.wait_for("!document.querySelector('#status').innerText.includes('Signed in')").await;
-    let logout = tab.network.last("POST", &issuer_url(&app, "/auth/logout")).unwrap();
-    assert_eq!(logout.status, Some(204), "{logout:?}");
+    let logout = tab.network.answered("POST", &issuer_url(&app, "/auth/logout")).await.unwrap();
+    logout.expect_status(204);
     assert!(refresh_cookie(&chromium).await.is_none(), "logout clears the cookie");
 
     // The rotated token no longer works anywhere.
@@ -121,20 +124,9 @@ const body = JSON.stringify({{token_delivery: "cookie"}});
     assert!(out.contains("cors:blocked"), "{out}");
     // The simple request reached latchkey with the cookie and was refused by
     // the Origin check.
-    let simple = attack
-        .network
-        .all()
-        .into_iter()
-        .filter(|r| r.method == "POST" && r.url == refresh)
-        .last()
-        .expect("the simple request was sent");
-    assert_eq!(simple.status, Some(403), "{simple:?}");
-    let wire = tap
-        .all()
-        .into_iter()
-        .filter(|r| r.method == "POST" && r.target == "/auth/refresh")
-        .last()
-        .expect("the simple request arrived");
+    let simple = attack.network.answered("POST", &refresh).await.expect("the simple request was sent");
+    simple.expect_status(403);
+    let wire = tap.last("POST", "/auth/refresh").expect("the simple request arrived");
     assert_eq!(wire.headers.get("origin"), Some(&evil.origin));
     assert_eq!(wire.headers.get("sec-fetch-site").map(String::as_str), Some("same-site"));
     assert!(wire.headers.get("cookie").is_some_and(|c| c.contains("lk_refresh=")), "{wire:?}");
@@ -150,7 +142,7 @@ const body = JSON.stringify({{token_delivery: "cookie"}});
     tab.page.bring_to_front().await.unwrap();
     tab.click("#refresh").await;
     tab.wait_for("document.querySelector('#refresh-count').innerText.trim() === '1'").await;
-    assert_eq!(tab.network.last("POST", &refresh).unwrap().status, Some(200));
+    tab.network.answered("POST", &refresh).await.unwrap().expect_status(200);
 
     chromium.close().await;
 });

@@ -95,8 +95,8 @@ db_test!(async fn chromium_signs_in_on_the_page_and_the_client_gets_a_code(backe
 
     // What Chromium really sent with the form (the reason for the old 403:
     // under `Referrer-Policy: no-referrer` it sent `Origin: null`).
-    let status = tab.network.last("POST", &issuer_url(&app, "/oauth/authorize")).expect("the form POST");
-    assert_eq!(status.status, Some(303), "the form POST redirects to the client");
+    let status = tab.network.answered("POST", &issuer_url(&app, "/oauth/authorize")).await.expect("the form POST");
+    status.expect_status(303);
     let post = tap.last("POST", "/oauth/authorize").expect("the form POST arrived");
     eprintln!("Chromium's sign-in POST as it arrived: {:#?}", post.headers);
     assert_eq!(post.headers.get("origin"), Some(&origin_of(app.state.issuer())));
@@ -105,8 +105,8 @@ db_test!(async fn chromium_signs_in_on_the_page_and_the_client_gets_a_code(backe
     assert!(post.headers.get("cookie").is_some_and(|c| c.contains("lk_csrf=")));
     // The page allowed a same-origin Referer, and nothing leaked to the client.
     assert!(post.headers.get("referer").is_some_and(|r| r.starts_with(app.state.issuer())));
-    let arrival = tab.network.last("GET", &site.url("/callback")).expect("callback seen");
-    assert!(arrival.headers.get("referer").is_none(), "no Referer reaches the client: {arrival:?}");
+    let arrival = tab.network.answered("GET", &site.url("/callback")).await.expect("callback seen");
+    assert!(!arrival.headers.contains_key("referer"), "no Referer reaches the client: {arrival:?}");
     chromium.close().await;
 });
 
@@ -196,8 +196,8 @@ db_test!(async fn chromium_continues_a_session_for_a_public_client_and_signs_out
     tab.click("form button").await;
     tab.wait_for_url(&site.url("/signed-out")).await;
     assert_eq!(tab.text("#state").await, "bye");
-    let confirm = tab.network.last("POST", &issuer_url(&app, "/oauth/logout")).expect("the confirmation POST");
-    assert_eq!(confirm.status, Some(302), "{confirm:?}");
+    let confirm = tab.network.answered("POST", &issuer_url(&app, "/oauth/logout")).await.expect("the confirmation POST");
+    confirm.expect_status(302);
 
     // Signed out: the next authorization shows the form again.
     tab.goto(&url).await;
@@ -230,8 +230,8 @@ db_test!(async fn chromium_signs_in_over_https_with_secure_cookies(backend) {
         assert!(cookie.secure && cookie.http_only, "{cookie:?}");
         assert!(cookie.name.starts_with("__Host-"), "{}", cookie.name);
     }
-    let post = tab.network.last("POST", &issuer_url(&app, "/oauth/authorize")).unwrap();
-    assert_eq!(post.status, Some(303));
+    let post = tab.network.answered("POST", &issuer_url(&app, "/oauth/authorize")).await.unwrap();
+    post.expect_status(303);
     assert_eq!(post.headers.get("origin"), Some(&origin_of(app.state.issuer())));
     chromium.close().await;
 });
@@ -288,8 +288,8 @@ db_test!(async fn a_page_on_another_origin_cannot_post_the_sign_in_form(backend)
     assert_eq!(post.headers.get("origin"), Some(&evil.origin), "Chromium names the forging origin");
     assert_eq!(post.headers.get("sec-fetch-site").map(String::as_str), Some("same-site"));
     assert!(post.headers.get("cookie").is_some_and(|c| c.contains("lk_csrf=")), "the cookie went along");
-    let status = tab.network.last("POST", &issuer_url(&app, "/oauth/authorize")).unwrap();
-    assert_eq!(status.status, Some(403), "refused: {status:?}");
+    let status = tab.network.answered("POST", &issuer_url(&app, "/oauth/authorize")).await.unwrap();
+    status.expect_status(403);
     assert!(tab.network.last("GET", &site.url("/callback")).is_none(), "no code was issued");
     chromium.close().await;
 });
