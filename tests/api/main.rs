@@ -17,6 +17,7 @@ mod cookie_mode;
 mod cors;
 mod errors;
 mod feed;
+mod first_party;
 mod health;
 mod keys;
 mod oauth;
