@@ -389,7 +389,14 @@ pub async fn create(
     Ok((client, secret))
 }
 
+/// The client with this id. An id no row can hold (see
+/// [`crate::sql::is_storable`]) names no client: callers that meet raw
+/// input outside a checked field (HTTP Basic credentials, the
+/// authorization request) answer "unknown client", as the protocol says.
 pub async fn find(db: &impl ConnectionTrait, client_id: &str) -> Result<Option<OAuthClient>, Internal> {
+    if !crate::sql::is_storable(client_id) {
+        return Ok(None);
+    }
     repo::by_id(db, client_id).await?.map(OAuthClient::try_from).transpose()
 }
 

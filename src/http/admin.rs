@@ -13,6 +13,7 @@ use super::auth::{SessionView, UserView};
 use super::error::ApiError;
 use super::origin::ClientOrigin;
 use super::security::BearerAuth;
+use super::validate::Storable;
 use crate::admin::{BulkCriteria, UserPatch};
 use crate::audit::{self, AuditFilter, Event, EventKind};
 use crate::clients::{self, ClientError, ClientMetadata, OAuthClient, RedirectUri};
@@ -166,7 +167,7 @@ pub struct UserUpdate {
 #[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct BanRequest {
     /// Shown to the user when they try to sign in.
-    #[oai(validator(max_length = 500))]
+    #[oai(validator(max_length = 500, custom = "Storable"))]
     pub reason: Option<String>,
     /// When the ban ends by itself; absent for an indefinite ban.
     pub until: Option<DateTime<Utc>>,
@@ -199,11 +200,12 @@ pub struct SessionsEnded {
 #[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct BulkRevocationRequest {
     pub user_id: Option<Uuid>,
+    #[oai(validator(custom = "Storable"))]
     pub client_id: Option<String>,
     /// A CIDR block (`203.0.113.0/24`, `2001:db8::/32`) or one address.
     pub ip_prefix: Option<String>,
     /// Case-insensitive substring of the user agent.
-    #[oai(validator(max_length = 200))]
+    #[oai(validator(max_length = 200, custom = "Storable"))]
     pub user_agent_contains: Option<String>,
     /// Sessions started before this time.
     pub issued_before: Option<DateTime<Utc>>,
@@ -327,7 +329,7 @@ impl AdminApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        client_id: Path<String>,
+        #[oai(validator(custom = "Storable"))] client_id: Path<String>,
     ) -> Result<ClientOk, ApiError> {
         auth.admin(&state)?;
         let client = clients::find(&state.db, &client_id.0)
@@ -343,7 +345,7 @@ impl AdminApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         origin: ClientOrigin,
-        client_id: Path<String>,
+        #[oai(validator(custom = "Storable"))] client_id: Path<String>,
         body: Json<ClientUpdate>,
     ) -> Result<ClientOk, ApiError> {
         let admin = auth.admin(&state)?;
@@ -369,7 +371,7 @@ impl AdminApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         origin: ClientOrigin,
-        client_id: Path<String>,
+        #[oai(validator(custom = "Storable"))] client_id: Path<String>,
     ) -> Result<Deleted, ApiError> {
         let admin = auth.admin(&state)?;
         crate::admin::delete_client(&state, &origin.0, admin.id, &client_id.0).await?;
@@ -384,7 +386,7 @@ impl AdminApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         origin: ClientOrigin,
-        client_id: Path<String>,
+        #[oai(validator(custom = "Storable"))] client_id: Path<String>,
     ) -> Result<ClientOk, ApiError> {
         let admin = auth.admin(&state)?;
         let now = state.now();
@@ -414,6 +416,7 @@ impl AdminUsersApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         /// Substring of the username (case- and form-insensitive) or email.
+        #[oai(validator(custom = "Storable"))]
         q: Query<Option<String>>,
         /// The `next_cursor` of the previous page.
         after: Query<Option<Uuid>>,
@@ -596,10 +599,10 @@ impl AdminUsersApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        kind: Query<Option<String>>,
-        actor_id: Query<Option<String>>,
-        subject_id: Query<Option<String>>,
-        client_id: Query<Option<String>>,
+        #[oai(validator(custom = "Storable"))] kind: Query<Option<String>>,
+        #[oai(validator(custom = "Storable"))] actor_id: Query<Option<String>>,
+        #[oai(validator(custom = "Storable"))] subject_id: Query<Option<String>>,
+        #[oai(validator(custom = "Storable"))] client_id: Query<Option<String>>,
         since: Query<Option<DateTime<Utc>>>,
         until: Query<Option<DateTime<Utc>>>,
         /// The `next_cursor` of the previous page.

@@ -21,6 +21,7 @@ use super::cookies::{self, CookieRequest};
 use super::error::ApiError;
 use super::origin::ClientOrigin;
 use super::security::BearerAuth;
+use super::validate::Storable;
 use crate::authn::{self, ADMIN_SCOPE, FIRST_PARTY_CLIENT_ID, SessionRequest, TokenGrant};
 use crate::config::SigningAlg;
 use crate::passwords::Password;
@@ -104,7 +105,7 @@ pub enum TokenDelivery {
 #[derive(Object, Debug)]
 #[oai(skip_serializing_if_is_none, deny_unknown_fields, example)]
 pub struct LoginRequest {
-    #[oai(validator(max_length = 256))]
+    #[oai(validator(max_length = 256, custom = "Storable"))]
     pub username: String,
     #[oai(validator(max_length = 1024))]
     pub password: String,

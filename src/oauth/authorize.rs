@@ -135,6 +135,11 @@ pub async fn validate(
     if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE) {
         return Err(back(OAuthError::invalid_request("nonce is too long")));
     }
+    // The nonce is stored with the code; the other parameters are either
+    // looked up through `clients::find`, matched in memory, or parsed.
+    if nonce.as_deref().is_some_and(|n| !crate::sql::is_storable(n)) {
+        return Err(back(OAuthError::invalid_request(format!("nonce {}", crate::sql::NOT_STORABLE))));
+    }
     let prompt =
         match req.prompt.as_deref().map(|p| p.split(' ').filter(|v| !v.is_empty()).collect::<Vec<_>>()) {
             None => Prompt::Default,

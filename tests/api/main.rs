@@ -27,5 +27,6 @@ mod protection;
 mod refresh;
 mod register_login;
 mod restart;
+mod strict_input;
 mod tasks_e2e;
 mod token_attacks;
