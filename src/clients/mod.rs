@@ -48,7 +48,10 @@ impl FromStr for AuthMethod {
             "client_secret_basic" => Ok(AuthMethod::ClientSecretBasic),
             "client_secret_post" => Ok(AuthMethod::ClientSecretPost),
             "none" => Ok(AuthMethod::None),
-            other => Err(format!("unsupported token_endpoint_auth_method {other:?}")),
+            _ => {
+                Err("token_endpoint_auth_method must be client_secret_basic, client_secret_post or none"
+                    .into())
+            }
         }
     }
 }
@@ -83,10 +86,10 @@ impl GrantType {
 impl FromStr for GrantType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        GrantType::ALL
-            .into_iter()
-            .find(|g| g.as_str() == s)
-            .ok_or_else(|| format!("unsupported grant type {s:?}"))
+        GrantType::ALL.into_iter().find(|g| g.as_str() == s).ok_or_else(|| {
+            "grant_types may hold authorization_code, refresh_token, client_credentials and password"
+                .to_owned()
+        })
     }
 }
 
@@ -285,7 +288,7 @@ fn validate(
         None => current.map_or(default_response_types, |c| c.response_types.clone()),
     };
     if response_types.iter().any(|r| r != "code") {
-        return Err(bad("the only supported response_type is \"code\"".into()));
+        return Err(bad("the only supported response_type is code".into()));
     }
     let scope = match meta.scope {
         Some(s) => ScopeSet::parse(&s).map_err(|e| bad(e.to_string()))?,
@@ -296,10 +299,11 @@ fn validate(
     }
     let id_token_alg = match meta.id_token_signed_response_alg {
         Some(a) => {
-            let alg = a.parse::<SigningAlg>().map_err(bad)?;
+            let names = || id_algs.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ");
+            let unknown = || bad(format!("id_token_signed_response_alg must be one of {}", names()));
+            let alg = a.parse::<SigningAlg>().map_err(|_| unknown())?;
             if !id_algs.contains(&alg) {
-                let names: Vec<&str> = id_algs.iter().map(|a| a.as_str()).collect();
-                return Err(bad(format!("id_token_signed_response_alg must be one of {}", names.join(", "))));
+                return Err(unknown());
             }
             Some(alg)
         }
@@ -312,7 +316,7 @@ fn validate(
     }
     if uses_code != response_types.iter().any(|r| r == "code") {
         return Err(bad(
-            "response_types must be [\"code\"] exactly when grant_types has authorization_code".into()
+            "response_types must be exactly [code] when grant_types has authorization_code".into()
         ));
     }
     if auth_method == AuthMethod::None && grant_types.contains(&GrantType::ClientCredentials) {

@@ -576,7 +576,7 @@ impl AdminUsersApi {
             .map(|p| {
                 p.parse::<ipnet::IpNet>()
                     .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| ApiError::validation(format!("{p:?} is not an IP address or CIDR block")))
+                    .map_err(|_| ApiError::validation("ip_prefix must be an IP address or a CIDR block"))
             })
             .transpose()?;
         let criteria = BulkCriteria {

@@ -105,10 +105,10 @@ pub async fn validate(
     match req.response_type.as_deref() {
         Some("code") => {}
         None => return Err(back(OAuthError::invalid_request("response_type is required"))),
-        Some(other) => {
+        Some(_) => {
             return Err(back(OAuthError::new(
                 ErrorCode::UnsupportedResponseType,
-                format!("unsupported response_type {other:?}; use \"code\""),
+                "unsupported response_type; the only one is code",
             )));
         }
     }
@@ -198,11 +198,8 @@ pub fn code_redirect(v: &ValidAuthorization, code: &str, issuer: &str) -> String
 
 /// The error redirect (RFC 6749 §4.1.2.1).
 pub fn error_redirect(redirect_uri: &str, state: Option<&str>, error: &OAuthError, issuer: &str) -> String {
-    let mut params = vec![
-        ("error", error.code.as_str()),
-        ("error_description", error.description.as_str()),
-        ("iss", issuer),
-    ];
+    let mut params =
+        vec![("error", error.code.as_str()), ("error_description", error.description()), ("iss", issuer)];
     if let Some(state) = state {
         params.push(("state", state));
     }

@@ -71,10 +71,12 @@ pub async fn token(
     client: &OAuthClient,
     req: TokenRequest,
 ) -> Result<TokenGrant, OAuthError> {
+    // The value is not echoed: it is the client's input (RFC 6749 §5.2
+    // limits error_description to printable ASCII without '"' and '\').
     let grant: GrantType = req.grant_type.parse().map_err(|_| {
         OAuthError::new(
             ErrorCode::UnsupportedGrantType,
-            format!("unsupported grant_type {:?}", req.grant_type),
+            "unsupported grant_type; use authorization_code, refresh_token, client_credentials or password",
         )
     })?;
     if !client.allows(grant) {

@@ -161,3 +161,64 @@ db_test!(async fn a_nul_in_admin_inputs_is_a_bad_request(backend) {
     let resp = app.client.get(app.url(&format!("/admin/clients/{}", client.id))).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(resp.status(), 200);
 });
+
+/// RFC 6749 §5.2: `error_description` uses %x20-21 / %x23-5B / %x5D-7E only.
+fn assert_rfc_6749_description(description: &str) {
+    let outside: Vec<char> = description
+        .chars()
+        .filter(|&c| !matches!(c, '\u{20}'..='\u{21}' | '\u{23}'..='\u{5b}' | '\u{5d}'..='\u{7e}'))
+        .collect();
+    assert!(outside.is_empty(), "{description:?} has {outside:?}");
+}
+
+db_test!(async fn oauth_error_descriptions_stay_within_rfc_6749s_characters(backend) {
+    let (app, admin) = oauth_support::spawn_with_admin(backend).await;
+    let client = oauth_support::confidential(&app, &admin).await;
+
+    // Values that used to be echoed in quotes: a grant type, a scope.
+    for grant_type in ["urn:ietf:params:oauth:grant-type:\"x\\y\"", "caf\u{e9}"] {
+        let resp = oauth_support::token_basic(&app, &client, &[("grant_type", grant_type)]).await;
+        let body = assert_error(resp, 400, "unsupported_grant_type").await;
+        assert_rfc_6749_description(&body.error_description);
+    }
+    let form = [("grant_type", "password"), ("username", "user"), ("password", PASSWORD), ("scope", "a\"b\\c")];
+    let body = assert_error(oauth_support::token_basic(&app, &client, &form).await, 400, "invalid_scope").await;
+    assert_rfc_6749_description(&body.error_description);
+    // Errors raised while parsing the request, before any handler: a NUL,
+    // a duplicate field, a content type that is echoed back.
+    for (content_type, raw) in [
+        ("application/x-www-form-urlencoded", "grant_type=password&client_id=a%00b"),
+        ("application/x-www-form-urlencoded", "grant_type=a&grant_type=%22b%22"),
+        ("text/plain; note=\"caf\\\"e\"", "grant_type=password"),
+    ] {
+        let resp = app.client.post(app.url("/oauth/token")).header("content-type", content_type).body(raw).send().await.unwrap();
+        let body = assert_error(resp, 400, "invalid_request").await;
+        assert_rfc_6749_description(&body.error_description);
+    }
+    let resp = app.client.post(app.url("/oauth/token")).json(&json!({"grant_type": "\"\u{e9}\""})).send().await.unwrap();
+    let body = assert_error(resp, 400, "invalid_request").await;
+    assert_rfc_6749_description(&body.error_description);
+
+    // An authorization error goes back to the client in the redirect.
+    let (_, challenge) = oauth_support::pkce_pair();
+    let url = oauth_support::authorize_url(
+        &app,
+        &client.id,
+        &[("code_challenge", &challenge), ("code_challenge_method", "S256")],
+    )
+    .replace("response_type=code", "response_type=%22t%C3%B6ken%5C%22");
+    let resp = oauth_support::browser().get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    let params = oauth_support::query(&oauth_support::location(&resp));
+    assert_eq!(params["error"], "unsupported_response_type");
+    assert_rfc_6749_description(&params["error_description"]);
+
+    // Client registration no longer quotes what it refuses.
+    for (field, value) in [("token_endpoint_auth_method", json!("bo\"gus")), ("grant_types", json!(["impl\\icit"])), ("response_types", json!(["token"])), ("id_token_signed_response_alg", json!("\"none\""))] {
+        let mut body = json!({"client_name": "x", "redirect_uris": [REDIRECT]});
+        body[field] = value;
+        let resp = app.client.post(app.url("/admin/clients")).bearer_auth(&admin).json(&body).send().await.unwrap();
+        let error = assert_error(resp, 400, "invalid_client_metadata").await;
+        assert_rfc_6749_description(&error.error_description);
+    }
+});
