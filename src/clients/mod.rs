@@ -110,6 +110,8 @@ pub struct OAuthClient {
     pub response_types: Vec<String>,
     pub scope: ScopeSet,
     pub id_token_signed_response_alg: Option<SigningAlg>,
+    /// As registered; see [`OAuthClient::requires_pkce`] for what applies.
+    pub require_pkce: bool,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -121,6 +123,14 @@ pub struct OAuthClient {
 impl OAuthClient {
     pub fn is_confidential(&self) -> bool {
         self.auth_method != AuthMethod::None
+    }
+
+    /// Must the code flow use PKCE? Yes for every client (OAuth 2.1, RFC
+    /// 9700 §2.1.1) unless an administrator allowed a legacy confidential
+    /// client without it. A public client always must: its code is only
+    /// bound to it by the verifier.
+    pub fn requires_pkce(&self) -> bool {
+        self.require_pkce || !self.is_confidential()
     }
 
     pub fn allows(&self, grant: GrantType) -> bool {
@@ -176,6 +186,7 @@ impl TryFrom<clients::Model> for OAuthClient {
                 .map_err(corrupt)?,
             client_id: m.client_id,
             client_name: m.client_name,
+            require_pkce: m.require_pkce,
             disabled: m.disabled,
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -197,6 +208,9 @@ pub struct ClientMetadata {
     pub scope: Option<String>,
     pub token_endpoint_auth_method: Option<String>,
     pub id_token_signed_response_alg: Option<String>,
+    /// latchkey's own: `false` lets a confidential client use the code
+    /// flow without PKCE (default `true`).
+    pub require_pkce: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +236,7 @@ struct Validated {
     scope: ScopeSet,
     auth_method: AuthMethod,
     id_token_alg: Option<SigningAlg>,
+    require_pkce: bool,
 }
 
 /// Scopes with this prefix are latchkey's own permissions.
@@ -327,6 +342,14 @@ fn validate(
     if grant_types.is_empty() {
         return Err(bad("grant_types must not be empty".into()));
     }
+    // A client that stays or becomes public keeps PKCE, even one that was
+    // confidential without it: switching needs require_pkce true as well.
+    let require_pkce = meta.require_pkce.or(current.map(|c| c.require_pkce)).unwrap_or(true);
+    if auth_method == AuthMethod::None && !require_pkce {
+        return Err(bad("a public client (token_endpoint_auth_method none) must use PKCE: \
+             require_pkce cannot be false"
+            .into()));
+    }
     Ok(Validated {
         client_name,
         redirect_uris,
@@ -335,6 +358,7 @@ fn validate(
         scope,
         auth_method,
         id_token_alg,
+        require_pkce,
     })
 }
 
@@ -384,6 +408,7 @@ pub async fn create(
         response_types,
         scope: v.scope.to_string(),
         id_token_signed_response_alg: v.id_token_alg.map(|a| a.as_str().to_owned()),
+        require_pkce: v.require_pkce,
         disabled: false,
         created_at: now,
         updated_at: now,
@@ -447,6 +472,7 @@ pub async fn update(
         response_types,
         scope: v.scope.to_string(),
         id_token_signed_response_alg: v.id_token_alg.map(|a| a.as_str().to_owned()),
+        require_pkce: v.require_pkce,
         disabled: disabled.unwrap_or(current.disabled),
         created_at: current.created_at,
         updated_at: now,
@@ -523,6 +549,18 @@ mod tests {
         assert_eq!(v.grant_types, [GrantType::AuthorizationCode]);
         assert_eq!(v.response_types, ["code"]);
         assert_eq!(v.auth_method, AuthMethod::ClientSecretBasic);
+    }
+
+    #[test]
+    fn pkce_is_required_by_default_and_always_for_public_clients() {
+        let code = |method: &str, require_pkce: Option<bool>| ClientMetadata {
+            require_pkce,
+            ..meta(&["authorization_code"], method, &["https://x.test/cb"])
+        };
+        assert!(validate_default(code("client_secret_basic", None), None).unwrap().require_pkce);
+        assert!(!validate_default(code("client_secret_basic", Some(false)), None).unwrap().require_pkce);
+        assert!(validate_default(code("none", Some(false)), None).is_err());
+        assert!(validate_default(code("none", None), None).unwrap().require_pkce);
     }
 
     #[test]

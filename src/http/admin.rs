@@ -40,6 +40,10 @@ pub struct ClientRegistration {
     pub token_endpoint_auth_method: Option<String>,
     /// `RS256` (default), `ES256` or `EdDSA`, if that key exists.
     pub id_token_signed_response_alg: Option<String>,
+    /// The code flow needs PKCE (S256). Default `true`; `false` lets a
+    /// legacy confidential client go without it. Public clients always
+    /// need it.
+    pub require_pkce: Option<bool>,
 }
 
 /// A partial update: fields left out keep their value.
@@ -53,6 +57,9 @@ pub struct ClientUpdate {
     pub scope: Option<String>,
     pub token_endpoint_auth_method: Option<String>,
     pub id_token_signed_response_alg: Option<String>,
+    /// `false` lets a legacy confidential client use the code flow without
+    /// PKCE; never for a public client.
+    pub require_pkce: Option<bool>,
     /// A disabled client cannot authenticate or start authorizations.
     pub disabled: Option<bool>,
 }
@@ -77,6 +84,8 @@ pub struct ClientView {
     pub token_endpoint_auth_method: String,
     #[oai(skip_serializing_if_is_none)]
     pub id_token_signed_response_alg: Option<String>,
+    /// The code flow needs PKCE (always `true` for a public client).
+    pub require_pkce: bool,
     pub disabled: bool,
     /// Until then, the secret before the last rotation still works.
     #[oai(skip_serializing_if_is_none)]
@@ -97,6 +106,7 @@ impl ClientView {
             scope: c.scope.to_string(),
             token_endpoint_auth_method: c.auth_method.as_str().to_owned(),
             id_token_signed_response_alg: c.id_token_signed_response_alg.map(|a| a.as_str().to_owned()),
+            require_pkce: c.requires_pkce(),
             disabled: c.disabled,
             previous_secret_expires_at: c.previous_secret_expires_at().filter(|t| *t > now),
         }
@@ -300,6 +310,7 @@ impl AdminApi {
             scope: r.scope,
             token_endpoint_auth_method: r.token_endpoint_auth_method,
             id_token_signed_response_alg: r.id_token_signed_response_alg,
+            require_pkce: r.require_pkce,
         };
         let now = state.now();
         let algs = clients::id_token_algs(state.settings.signing_alg);
@@ -358,6 +369,7 @@ impl AdminApi {
             scope: u.scope,
             token_endpoint_auth_method: u.token_endpoint_auth_method,
             id_token_signed_response_alg: u.id_token_signed_response_alg,
+            require_pkce: u.require_pkce,
         };
         let (client, secret) =
             crate::admin::update_client(&state, &origin.0, admin.id, &client_id.0, meta, u.disabled).await?;

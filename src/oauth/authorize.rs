@@ -118,8 +118,10 @@ pub async fn validate(
         )));
     }
     let scope = requested_scope(req.scope.as_deref(), &client.scope, client.scope.clone()).map_err(&back)?;
+    // PKCE for every client (OAuth 2.1, RFC 9700 §2.1.1), unless an admin
+    // allowed a legacy confidential client without it.
     let code_challenge = match (req.code_challenge.as_deref(), req.code_challenge_method.as_deref()) {
-        (None, None) if client.is_confidential() => None,
+        (None, None) if !client.requires_pkce() => None,
         (None, _) => {
             return Err(back(OAuthError::invalid_request("code_challenge is required (PKCE, S256)")));
         }

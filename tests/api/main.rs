@@ -23,6 +23,7 @@ mod keys;
 mod oauth;
 mod oidc_client;
 mod openapi;
+mod pkce;
 mod protection;
 mod refresh;
 mod register_login;
