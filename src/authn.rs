@@ -72,7 +72,9 @@ impl From<HashError> for LoginError {
 
 /// Check a username and password. Unknown usernames (including ones that do
 /// not even parse) are verified against the dummy hash, so every failure
-/// costs one argon2 verification.
+/// costs one argon2 verification. A username no row can hold (see
+/// [`crate::sql::is_storable`]; the JSON and OAuth edges refuse it first)
+/// is unknown without a lookup, which is how the sign-in page answers it.
 #[tracing::instrument(skip_all)]
 pub async fn check_password(
     state: &AppState,
@@ -81,10 +83,12 @@ pub async fn check_password(
     username_input: &str,
     password: &Password,
 ) -> Result<User, LoginError> {
-    // No stored username is longer than MAX_LEN characters: skip the lookup
-    // (never the hash) for anything longer.
-    let too_long = username_input.is_empty() || username_input.chars().count() > username::MAX_LEN * 4;
-    let key = if too_long { String::new() } else { username::comparison_key(username_input) };
+    // No stored username is longer than MAX_LEN characters or holds a NUL:
+    // skip the lookup (never the hash) for anything like that.
+    let unknown = username_input.is_empty()
+        || username_input.chars().count() > username::MAX_LEN * 4
+        || !crate::sql::is_storable(username_input);
+    let key = if unknown { String::new() } else { username::comparison_key(username_input) };
     let address = crate::ratelimit::address_key(origin.ip);
     let attempt = match state.login_guard.begin(&key, &address, state.now()) {
         Ok(attempt) => attempt,
@@ -93,7 +97,7 @@ pub async fn check_password(
             return Err(LoginError::RateLimited { retry_after });
         }
     };
-    let row = if too_long { None } else { users::repo::by_username_key(&state.db, &key).await? };
+    let row = if unknown { None } else { users::repo::by_username_key(&state.db, &key).await? };
     let verification = state.hasher.verify(password, row.as_ref().map(|r| r.password_hash.as_str())).await?;
     let now = state.now();
     let (Verification::Valid { needs_rehash }, Some(row)) = (verification, row) else {

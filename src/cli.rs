@@ -63,6 +63,10 @@ pub enum ClientsCommand {
         /// client_secret_basic (default), client_secret_post or none.
         #[arg(long = "auth-method")]
         auth_method: Option<String>,
+        /// true (default): the code flow needs PKCE. false lets a legacy
+        /// confidential client go without it (never a public client).
+        #[arg(long = "require-pkce", value_name = "BOOL")]
+        require_pkce: Option<bool>,
     },
 }
 
@@ -113,7 +117,14 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Users(UsersCommand::Create { username, email, roles }) => {
             create_user(&settings, clock.as_ref(), &username, email.as_deref(), &roles).await?;
         }
-        Command::Clients(ClientsCommand::Create { name, redirect_uris, grant_types, scope, auth_method }) => {
+        Command::Clients(ClientsCommand::Create {
+            name,
+            redirect_uris,
+            grant_types,
+            scope,
+            auth_method,
+            require_pkce,
+        }) => {
             let db = startup::connect(&settings).await?;
             startup::migrate(&db).await?;
             let meta = ClientMetadata {
@@ -124,6 +135,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 scope,
                 token_endpoint_auth_method: auth_method,
                 id_token_signed_response_alg: None,
+                require_pkce,
             };
             let (client, secret) =
                 clients::create(&db, clock.now(), meta, &clients::id_token_algs(settings.signing_alg))

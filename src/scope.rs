@@ -9,7 +9,7 @@ use std::fmt;
 pub struct ScopeSet(BTreeSet<String>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("scope must be space-separated tokens of printable ASCII without '\"' or '\\\\'")]
+#[error("scope must be space-separated tokens of printable ASCII, without double quotes or backslashes")]
 pub struct ScopeError;
 
 pub const MAX_SCOPE_LEN: usize = 2048;

@@ -1,6 +1,6 @@
 //! latchkey's database schema, as append-only sea-orm migrations.
 //!
-//! One migration per table. The same migrations run on PostgreSQL and SQLite,
+//! One migration per table, then one per later change. The same migrations run on PostgreSQL and SQLite,
 //! so they only use the portable schema helpers: UUIDs for ids, `timestamp with
 //! time zone` for every instant (always UTC), text for lists (space-separated,
 //! like OAuth scopes) and 16-byte binaries for IP addresses, so CIDR filters
@@ -18,6 +18,7 @@ mod m20261124_000005_create_revocations;
 mod m20261124_000006_create_audit_events;
 mod m20261124_000007_create_authorization_codes;
 mod m20261124_000008_create_revocation_cursor;
+mod m20261130_000001_add_clients_require_pkce;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000006_create_audit_events::Migration),
             Box::new(m20261124_000007_create_authorization_codes::Migration),
             Box::new(m20261124_000008_create_revocation_cursor::Migration),
+            Box::new(m20261130_000001_add_clients_require_pkce::Migration),
         ]
     }
 }

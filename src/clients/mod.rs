@@ -48,7 +48,10 @@ impl FromStr for AuthMethod {
             "client_secret_basic" => Ok(AuthMethod::ClientSecretBasic),
             "client_secret_post" => Ok(AuthMethod::ClientSecretPost),
             "none" => Ok(AuthMethod::None),
-            other => Err(format!("unsupported token_endpoint_auth_method {other:?}")),
+            _ => {
+                Err("token_endpoint_auth_method must be client_secret_basic, client_secret_post or none"
+                    .into())
+            }
         }
     }
 }
@@ -83,10 +86,10 @@ impl GrantType {
 impl FromStr for GrantType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        GrantType::ALL
-            .into_iter()
-            .find(|g| g.as_str() == s)
-            .ok_or_else(|| format!("unsupported grant type {s:?}"))
+        GrantType::ALL.into_iter().find(|g| g.as_str() == s).ok_or_else(|| {
+            "grant_types may hold authorization_code, refresh_token, client_credentials and password"
+                .to_owned()
+        })
     }
 }
 
@@ -107,6 +110,8 @@ pub struct OAuthClient {
     pub response_types: Vec<String>,
     pub scope: ScopeSet,
     pub id_token_signed_response_alg: Option<SigningAlg>,
+    /// As registered; see [`OAuthClient::requires_pkce`] for what applies.
+    pub require_pkce: bool,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -118,6 +123,14 @@ pub struct OAuthClient {
 impl OAuthClient {
     pub fn is_confidential(&self) -> bool {
         self.auth_method != AuthMethod::None
+    }
+
+    /// Must the code flow use PKCE? Yes for every client (OAuth 2.1, RFC
+    /// 9700 §2.1.1) unless an administrator allowed a legacy confidential
+    /// client without it. A public client always must: its code is only
+    /// bound to it by the verifier.
+    pub fn requires_pkce(&self) -> bool {
+        self.require_pkce || !self.is_confidential()
     }
 
     pub fn allows(&self, grant: GrantType) -> bool {
@@ -173,6 +186,7 @@ impl TryFrom<clients::Model> for OAuthClient {
                 .map_err(corrupt)?,
             client_id: m.client_id,
             client_name: m.client_name,
+            require_pkce: m.require_pkce,
             disabled: m.disabled,
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -194,6 +208,9 @@ pub struct ClientMetadata {
     pub scope: Option<String>,
     pub token_endpoint_auth_method: Option<String>,
     pub id_token_signed_response_alg: Option<String>,
+    /// latchkey's own: `false` lets a confidential client use the code
+    /// flow without PKCE (default `true`).
+    pub require_pkce: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +236,7 @@ struct Validated {
     scope: ScopeSet,
     auth_method: AuthMethod,
     id_token_alg: Option<SigningAlg>,
+    require_pkce: bool,
 }
 
 /// Scopes with this prefix are latchkey's own permissions.
@@ -285,7 +303,7 @@ fn validate(
         None => current.map_or(default_response_types, |c| c.response_types.clone()),
     };
     if response_types.iter().any(|r| r != "code") {
-        return Err(bad("the only supported response_type is \"code\"".into()));
+        return Err(bad("the only supported response_type is code".into()));
     }
     let scope = match meta.scope {
         Some(s) => ScopeSet::parse(&s).map_err(|e| bad(e.to_string()))?,
@@ -296,10 +314,11 @@ fn validate(
     }
     let id_token_alg = match meta.id_token_signed_response_alg {
         Some(a) => {
-            let alg = a.parse::<SigningAlg>().map_err(bad)?;
+            let names = || id_algs.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ");
+            let unknown = || bad(format!("id_token_signed_response_alg must be one of {}", names()));
+            let alg = a.parse::<SigningAlg>().map_err(|_| unknown())?;
             if !id_algs.contains(&alg) {
-                let names: Vec<&str> = id_algs.iter().map(|a| a.as_str()).collect();
-                return Err(bad(format!("id_token_signed_response_alg must be one of {}", names.join(", "))));
+                return Err(unknown());
             }
             Some(alg)
         }
@@ -312,7 +331,7 @@ fn validate(
     }
     if uses_code != response_types.iter().any(|r| r == "code") {
         return Err(bad(
-            "response_types must be [\"code\"] exactly when grant_types has authorization_code".into()
+            "response_types must be exactly [code] when grant_types has authorization_code".into()
         ));
     }
     if auth_method == AuthMethod::None && grant_types.contains(&GrantType::ClientCredentials) {
@@ -323,6 +342,14 @@ fn validate(
     if grant_types.is_empty() {
         return Err(bad("grant_types must not be empty".into()));
     }
+    // A client that stays or becomes public keeps PKCE, even one that was
+    // confidential without it: switching needs require_pkce true as well.
+    let require_pkce = meta.require_pkce.or(current.map(|c| c.require_pkce)).unwrap_or(true);
+    if auth_method == AuthMethod::None && !require_pkce {
+        return Err(bad("a public client (token_endpoint_auth_method none) must use PKCE: \
+             require_pkce cannot be false"
+            .into()));
+    }
     Ok(Validated {
         client_name,
         redirect_uris,
@@ -331,6 +358,7 @@ fn validate(
         scope,
         auth_method,
         id_token_alg,
+        require_pkce,
     })
 }
 
@@ -380,6 +408,7 @@ pub async fn create(
         response_types,
         scope: v.scope.to_string(),
         id_token_signed_response_alg: v.id_token_alg.map(|a| a.as_str().to_owned()),
+        require_pkce: v.require_pkce,
         disabled: false,
         created_at: now,
         updated_at: now,
@@ -389,7 +418,14 @@ pub async fn create(
     Ok((client, secret))
 }
 
+/// The client with this id. An id no row can hold (see
+/// [`crate::sql::is_storable`]) names no client: callers that meet raw
+/// input outside a checked field (HTTP Basic credentials, the
+/// authorization request) answer "unknown client", as the protocol says.
 pub async fn find(db: &impl ConnectionTrait, client_id: &str) -> Result<Option<OAuthClient>, Internal> {
+    if !crate::sql::is_storable(client_id) {
+        return Ok(None);
+    }
     repo::by_id(db, client_id).await?.map(OAuthClient::try_from).transpose()
 }
 
@@ -436,6 +472,7 @@ pub async fn update(
         response_types,
         scope: v.scope.to_string(),
         id_token_signed_response_alg: v.id_token_alg.map(|a| a.as_str().to_owned()),
+        require_pkce: v.require_pkce,
         disabled: disabled.unwrap_or(current.disabled),
         created_at: current.created_at,
         updated_at: now,
@@ -512,6 +549,18 @@ mod tests {
         assert_eq!(v.grant_types, [GrantType::AuthorizationCode]);
         assert_eq!(v.response_types, ["code"]);
         assert_eq!(v.auth_method, AuthMethod::ClientSecretBasic);
+    }
+
+    #[test]
+    fn pkce_is_required_by_default_and_always_for_public_clients() {
+        let code = |method: &str, require_pkce: Option<bool>| ClientMetadata {
+            require_pkce,
+            ..meta(&["authorization_code"], method, &["https://x.test/cb"])
+        };
+        assert!(validate_default(code("client_secret_basic", None), None).unwrap().require_pkce);
+        assert!(!validate_default(code("client_secret_basic", Some(false)), None).unwrap().require_pkce);
+        assert!(validate_default(code("none", Some(false)), None).is_err());
+        assert!(validate_default(code("none", None), None).unwrap().require_pkce);
     }
 
     #[test]

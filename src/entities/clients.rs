@@ -19,6 +19,8 @@ pub struct Model {
     pub scope: String,
     pub id_token_signed_response_alg: Option<String>,
     pub disabled: bool,
+    /// The code flow needs PKCE (always, for public clients).
+    pub require_pkce: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

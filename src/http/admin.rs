@@ -13,6 +13,7 @@ use super::auth::{SessionView, UserView};
 use super::error::ApiError;
 use super::origin::ClientOrigin;
 use super::security::BearerAuth;
+use super::validate::Storable;
 use crate::admin::{BulkCriteria, UserPatch};
 use crate::audit::{self, AuditFilter, Event, EventKind};
 use crate::clients::{self, ClientError, ClientMetadata, OAuthClient, RedirectUri};
@@ -39,6 +40,10 @@ pub struct ClientRegistration {
     pub token_endpoint_auth_method: Option<String>,
     /// `RS256` (default), `ES256` or `EdDSA`, if that key exists.
     pub id_token_signed_response_alg: Option<String>,
+    /// The code flow needs PKCE (S256). Default `true`; `false` lets a
+    /// legacy confidential client go without it. Public clients always
+    /// need it.
+    pub require_pkce: Option<bool>,
 }
 
 /// A partial update: fields left out keep their value.
@@ -52,6 +57,9 @@ pub struct ClientUpdate {
     pub scope: Option<String>,
     pub token_endpoint_auth_method: Option<String>,
     pub id_token_signed_response_alg: Option<String>,
+    /// `false` lets a legacy confidential client use the code flow without
+    /// PKCE; never for a public client.
+    pub require_pkce: Option<bool>,
     /// A disabled client cannot authenticate or start authorizations.
     pub disabled: Option<bool>,
 }
@@ -76,6 +84,8 @@ pub struct ClientView {
     pub token_endpoint_auth_method: String,
     #[oai(skip_serializing_if_is_none)]
     pub id_token_signed_response_alg: Option<String>,
+    /// The code flow needs PKCE (always `true` for a public client).
+    pub require_pkce: bool,
     pub disabled: bool,
     /// Until then, the secret before the last rotation still works.
     #[oai(skip_serializing_if_is_none)]
@@ -96,6 +106,7 @@ impl ClientView {
             scope: c.scope.to_string(),
             token_endpoint_auth_method: c.auth_method.as_str().to_owned(),
             id_token_signed_response_alg: c.id_token_signed_response_alg.map(|a| a.as_str().to_owned()),
+            require_pkce: c.requires_pkce(),
             disabled: c.disabled,
             previous_secret_expires_at: c.previous_secret_expires_at().filter(|t| *t > now),
         }
@@ -166,7 +177,7 @@ pub struct UserUpdate {
 #[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct BanRequest {
     /// Shown to the user when they try to sign in.
-    #[oai(validator(max_length = 500))]
+    #[oai(validator(max_length = 500, custom = "Storable"))]
     pub reason: Option<String>,
     /// When the ban ends by itself; absent for an indefinite ban.
     pub until: Option<DateTime<Utc>>,
@@ -199,11 +210,12 @@ pub struct SessionsEnded {
 #[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct BulkRevocationRequest {
     pub user_id: Option<Uuid>,
+    #[oai(validator(custom = "Storable"))]
     pub client_id: Option<String>,
     /// A CIDR block (`203.0.113.0/24`, `2001:db8::/32`) or one address.
     pub ip_prefix: Option<String>,
     /// Case-insensitive substring of the user agent.
-    #[oai(validator(max_length = 200))]
+    #[oai(validator(max_length = 200, custom = "Storable"))]
     pub user_agent_contains: Option<String>,
     /// Sessions started before this time.
     pub issued_before: Option<DateTime<Utc>>,
@@ -298,6 +310,7 @@ impl AdminApi {
             scope: r.scope,
             token_endpoint_auth_method: r.token_endpoint_auth_method,
             id_token_signed_response_alg: r.id_token_signed_response_alg,
+            require_pkce: r.require_pkce,
         };
         let now = state.now();
         let algs = clients::id_token_algs(state.settings.signing_alg);
@@ -327,7 +340,7 @@ impl AdminApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        client_id: Path<String>,
+        #[oai(validator(custom = "Storable"))] client_id: Path<String>,
     ) -> Result<ClientOk, ApiError> {
         auth.admin(&state)?;
         let client = clients::find(&state.db, &client_id.0)
@@ -343,7 +356,7 @@ impl AdminApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         origin: ClientOrigin,
-        client_id: Path<String>,
+        #[oai(validator(custom = "Storable"))] client_id: Path<String>,
         body: Json<ClientUpdate>,
     ) -> Result<ClientOk, ApiError> {
         let admin = auth.admin(&state)?;
@@ -356,6 +369,7 @@ impl AdminApi {
             scope: u.scope,
             token_endpoint_auth_method: u.token_endpoint_auth_method,
             id_token_signed_response_alg: u.id_token_signed_response_alg,
+            require_pkce: u.require_pkce,
         };
         let (client, secret) =
             crate::admin::update_client(&state, &origin.0, admin.id, &client_id.0, meta, u.disabled).await?;
@@ -369,7 +383,7 @@ impl AdminApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         origin: ClientOrigin,
-        client_id: Path<String>,
+        #[oai(validator(custom = "Storable"))] client_id: Path<String>,
     ) -> Result<Deleted, ApiError> {
         let admin = auth.admin(&state)?;
         crate::admin::delete_client(&state, &origin.0, admin.id, &client_id.0).await?;
@@ -384,7 +398,7 @@ impl AdminApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         origin: ClientOrigin,
-        client_id: Path<String>,
+        #[oai(validator(custom = "Storable"))] client_id: Path<String>,
     ) -> Result<ClientOk, ApiError> {
         let admin = auth.admin(&state)?;
         let now = state.now();
@@ -414,6 +428,7 @@ impl AdminUsersApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         /// Substring of the username (case- and form-insensitive) or email.
+        #[oai(validator(custom = "Storable"))]
         q: Query<Option<String>>,
         /// The `next_cursor` of the previous page.
         after: Query<Option<Uuid>>,
@@ -573,7 +588,7 @@ impl AdminUsersApi {
             .map(|p| {
                 p.parse::<ipnet::IpNet>()
                     .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| ApiError::validation(format!("{p:?} is not an IP address or CIDR block")))
+                    .map_err(|_| ApiError::validation("ip_prefix must be an IP address or a CIDR block"))
             })
             .transpose()?;
         let criteria = BulkCriteria {
@@ -596,10 +611,10 @@ impl AdminUsersApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        kind: Query<Option<String>>,
-        actor_id: Query<Option<String>>,
-        subject_id: Query<Option<String>>,
-        client_id: Query<Option<String>>,
+        #[oai(validator(custom = "Storable"))] kind: Query<Option<String>>,
+        #[oai(validator(custom = "Storable"))] actor_id: Query<Option<String>>,
+        #[oai(validator(custom = "Storable"))] subject_id: Query<Option<String>>,
+        #[oai(validator(custom = "Storable"))] client_id: Query<Option<String>>,
         since: Query<Option<DateTime<Utc>>>,
         until: Query<Option<DateTime<Utc>>>,
         /// The `next_cursor` of the previous page.

@@ -21,6 +21,7 @@ use super::cookies::{self, CookieRequest};
 use super::error::ApiError;
 use super::origin::ClientOrigin;
 use super::security::BearerAuth;
+use super::validate::Storable;
 use crate::authn::{self, ADMIN_SCOPE, FIRST_PARTY_CLIENT_ID, SessionRequest, TokenGrant};
 use crate::config::SigningAlg;
 use crate::passwords::Password;
@@ -104,7 +105,7 @@ pub enum TokenDelivery {
 #[derive(Object, Debug)]
 #[oai(skip_serializing_if_is_none, deny_unknown_fields, example)]
 pub struct LoginRequest {
-    #[oai(validator(max_length = 256))]
+    #[oai(validator(max_length = 256, custom = "Storable"))]
     pub username: String,
     #[oai(validator(max_length = 1024))]
     pub password: String,
@@ -472,6 +473,10 @@ impl AuthApi {
     /// Rate-limited and locked out like a login. Every other session of
     /// yours ends (refresh tokens, their access tokens, browser sign-ins);
     /// the session of this request's token stays.
+    ///
+    /// Account endpoint: only tokens from `/auth/login` or `/auth/refresh`
+    /// work here; a token issued to another client gets 403
+    /// `insufficient_scope` (use `/oauth/userinfo`).
     #[oai(path = "/password", method = "post", operation_id = "changePassword")]
     async fn change_password(
         &self,
@@ -480,7 +485,7 @@ impl AuthApi {
         origin: ClientOrigin,
         body: Json<PasswordChangeRequest>,
     ) -> Result<PasswordChangeResponse, ApiError> {
-        let user = auth.user()?;
+        let user = auth.account()?;
         let req = body.0;
         let current = Password::presented(&req.current_password).map_err(ApiError::validation)?;
         let new = Password::new(&req.new_password).map_err(ApiError::validation)?;
@@ -498,9 +503,13 @@ impl AuthApi {
     }
 
     /// The user the bearer token belongs to.
+    ///
+    /// Account endpoint: only tokens from `/auth/login` or `/auth/refresh`
+    /// work here; a token issued to another client gets 403
+    /// `insufficient_scope` (use `/oauth/userinfo`).
     #[oai(path = "/me", method = "get", operation_id = "getMe")]
     async fn me(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<Me, ApiError> {
-        let user = auth.user()?;
+        let user = auth.account()?;
         Ok(Me::Ok(Json(UserView::new(user, state.now()))))
     }
 }
@@ -559,15 +568,23 @@ pub struct SessionsApi;
 #[OpenApi(prefix_path = "/auth", tag = "Tag::Auth")]
 impl SessionsApi {
     /// Your live sessions (refresh families), newest first.
+    ///
+    /// Account endpoint: only tokens from `/auth/login` or `/auth/refresh`
+    /// work here; a token issued to another client gets 403
+    /// `insufficient_scope` (use `/oauth/userinfo`).
     #[oai(path = "/sessions", method = "get", operation_id = "listMySessions")]
     async fn list(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<SessionList, ApiError> {
-        let user = auth.user()?;
+        let user = auth.account()?;
         let sessions = crate::admin::sessions_of(&state, user.id).await?;
         let sid = auth.0.claims.sid.as_deref();
         Ok(SessionList::Ok(Json(sessions.iter().map(|f| SessionView::new(f, sid)).collect())))
     }
 
     /// End one of your sessions (sign out a device).
+    ///
+    /// Account endpoint: only tokens from `/auth/login` or `/auth/refresh`
+    /// work here; a token issued to another client gets 403
+    /// `insufficient_scope` (use `/oauth/userinfo`).
     #[oai(path = "/sessions/:id", method = "delete", operation_id = "endMySession")]
     async fn end(
         &self,
@@ -576,7 +593,7 @@ impl SessionsApi {
         origin: ClientOrigin,
         id: poem_openapi::param::Path<Uuid>,
     ) -> Result<SessionEnded, ApiError> {
-        let user = auth.user()?;
+        let user = auth.account()?;
         crate::admin::end_user_session(&state, &origin.0, user.id, user.id, id.0).await?;
         Ok(SessionEnded::NoContent)
     }

@@ -304,8 +304,9 @@ pub struct AuthorizeApi;
 impl AuthorizeApi {
     /// Authorization endpoint (RFC 6749 §4.1.1, OIDC Core §3.1.2).
     ///
-    /// `response_type=code` only; PKCE with `S256` is required for public
-    /// clients and accepted for confidential ones. Shows a sign-in page; a
+    /// `response_type=code` only; PKCE with `S256` is required of every
+    /// client, except a confidential one an administrator registered with
+    /// `require_pkce: false` (a legacy client). Shows a sign-in page; a
     /// signed-in browser goes straight back to a confidential client, or
     /// confirms on a page for a public one.
     #[oai(path = "/authorize", method = "get", operation_id = "oauthAuthorize")]

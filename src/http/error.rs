@@ -273,6 +273,9 @@ fn render(err: poem::Error, oauth: bool) -> Response {
         return err.into_response();
     }
     let (status, code, description) = classify(&err, oauth);
+    // Parse errors quote the input: on the OAuth endpoints the description
+    // must stay within RFC 6749 §5.2's characters, as OAuthError's do.
+    let description = if oauth { crate::oauth::error_description(&description) } else { description };
     let mut resp = Json(ErrorBody::new(code, description)).into_response();
     resp.set_status(status);
     if status == StatusCode::UNAUTHORIZED {
@@ -318,7 +321,7 @@ pub enum OAuthErrorResponse {
 impl From<crate::oauth::OAuthError> for OAuthErrorResponse {
     fn from(e: crate::oauth::OAuthError) -> Self {
         use crate::oauth::ErrorCode;
-        let body = Json(ErrorBody::new(e.code.as_str(), e.description.clone()));
+        let body = Json(ErrorBody::new(e.code.as_str(), e.description()));
         if let Some(seconds) = e.retry_after {
             return OAuthErrorResponse::TooManyRequests(body, seconds);
         }

@@ -18,6 +18,7 @@ pub mod origin;
 pub mod payload;
 pub mod revocations;
 pub mod security;
+pub mod validate;
 pub mod well_known;
 
 use poem::{Endpoint, EndpointExt, Route};

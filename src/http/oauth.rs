@@ -26,6 +26,9 @@ use crate::scope::ScopeSet;
 use crate::state::AppState;
 
 /// A token request (RFC 6749 §4.1.3, §4.3.2, §4.4.2, §6).
+// `client_id` and `username` are looked up as text, so they are checked at
+// parsing (`super::validate`); codes and refresh tokens are hashed or
+// decoded before any lookup.
 #[derive(Object, Deserialize, Debug)]
 #[oai(skip_serializing_if_is_none)]
 pub struct TokenForm {
@@ -42,10 +45,12 @@ pub struct TokenForm {
     /// Space-separated scopes (may narrow, never widen).
     pub scope: Option<String>,
     /// password: the user's username.
+    #[serde(default, deserialize_with = "crate::http::validate::storable")]
     pub username: Option<String>,
     /// password: the user's password.
     pub password: Option<String>,
     /// The client, for `client_secret_post` and public clients.
+    #[serde(default, deserialize_with = "crate::http::validate::storable")]
     pub client_id: Option<String>,
     /// `client_secret_post` only.
     pub client_secret: Option<String>,
@@ -58,6 +63,7 @@ pub struct TokenHintForm {
     pub token: String,
     /// `access_token` or `refresh_token`; a hint only.
     pub token_type_hint: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::validate::storable")]
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
 }

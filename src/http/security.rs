@@ -3,6 +3,11 @@
 //! The checker verifies the token completely (signature, claims, deny list,
 //! account) before the handler runs; a failure is a 401 with
 //! `WWW-Authenticate: Bearer error="invalid_token"`.
+//!
+//! What a valid token may then do is decided here too, once per kind of
+//! endpoint: [`BearerAuth::account`] for the user's own account (`/auth/*`),
+//! [`BearerAuth::admin`] for `/admin/*`. `/oauth/userinfo` reads the
+//! principal itself, by scope, because any client may call it.
 
 use poem::Request;
 use poem_openapi::SecurityScheme;
@@ -27,11 +32,34 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
 
 impl BearerAuth {
     /// The user behind a user token; client tokens are refused.
-    pub fn user(&self) -> Result<&User, ApiError> {
+    fn user(&self) -> Result<&User, ApiError> {
         self.0
             .user
             .as_ref()
             .ok_or_else(|| ApiError::forbidden("forbidden", "this endpoint needs a user token"))
+    }
+
+    /// The user of an account endpoint (`/auth/me`, `/auth/sessions`,
+    /// `/auth/password`): only a user token latchkey issued to itself
+    /// (`client_id` = [`FIRST_PARTY_CLIENT_ID`], from `/auth/login` or
+    /// `/auth/refresh`) is accepted.
+    ///
+    /// A token issued to any other client (authorization code, password
+    /// grant) was handed to that client and, with the default audience, to
+    /// every relying service it calls; any of them could replay it here to
+    /// read the user's email, roles and sessions, or to end their sessions.
+    /// Such a token lacks the privilege, so the answer is 403
+    /// `insufficient_scope` (RFC 6750 §3.1); those clients read the user
+    /// through `/oauth/userinfo`, within their scopes.
+    pub fn account(&self) -> Result<&User, ApiError> {
+        let user = self.user()?;
+        if self.0.claims.client_id != FIRST_PARTY_CLIENT_ID {
+            return Err(ApiError::insufficient_scope(
+                "account endpoints accept only tokens from latchkey's own sign-in (/auth/login); \
+                 other clients use /oauth/userinfo",
+            ));
+        }
+        Ok(user)
     }
 
     /// The user, who must hold the `admin` role now, with a first-party

@@ -105,10 +105,10 @@ pub async fn validate(
     match req.response_type.as_deref() {
         Some("code") => {}
         None => return Err(back(OAuthError::invalid_request("response_type is required"))),
-        Some(other) => {
+        Some(_) => {
             return Err(back(OAuthError::new(
                 ErrorCode::UnsupportedResponseType,
-                format!("unsupported response_type {other:?}; use \"code\""),
+                "unsupported response_type; the only one is code",
             )));
         }
     }
@@ -118,8 +118,10 @@ pub async fn validate(
         )));
     }
     let scope = requested_scope(req.scope.as_deref(), &client.scope, client.scope.clone()).map_err(&back)?;
+    // PKCE for every client (OAuth 2.1, RFC 9700 §2.1.1), unless an admin
+    // allowed a legacy confidential client without it.
     let code_challenge = match (req.code_challenge.as_deref(), req.code_challenge_method.as_deref()) {
-        (None, None) if client.is_confidential() => None,
+        (None, None) if !client.requires_pkce() => None,
         (None, _) => {
             return Err(back(OAuthError::invalid_request("code_challenge is required (PKCE, S256)")));
         }
@@ -134,6 +136,11 @@ pub async fn validate(
     let nonce = req.nonce.clone().filter(|n| !n.is_empty());
     if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE) {
         return Err(back(OAuthError::invalid_request("nonce is too long")));
+    }
+    // The nonce is stored with the code; the other parameters are either
+    // looked up through `clients::find`, matched in memory, or parsed.
+    if nonce.as_deref().is_some_and(|n| !crate::sql::is_storable(n)) {
+        return Err(back(OAuthError::invalid_request(format!("nonce {}", crate::sql::NOT_STORABLE))));
     }
     let prompt =
         match req.prompt.as_deref().map(|p| p.split(' ').filter(|v| !v.is_empty()).collect::<Vec<_>>()) {
@@ -193,11 +200,8 @@ pub fn code_redirect(v: &ValidAuthorization, code: &str, issuer: &str) -> String
 
 /// The error redirect (RFC 6749 §4.1.2.1).
 pub fn error_redirect(redirect_uri: &str, state: Option<&str>, error: &OAuthError, issuer: &str) -> String {
-    let mut params = vec![
-        ("error", error.code.as_str()),
-        ("error_description", error.description.as_str()),
-        ("iss", issuer),
-    ];
+    let mut params =
+        vec![("error", error.code.as_str()), ("error_description", error.description()), ("iss", issuer)];
     if let Some(state) = state {
         params.push(("state", state));
     }

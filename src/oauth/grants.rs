@@ -71,10 +71,12 @@ pub async fn token(
     client: &OAuthClient,
     req: TokenRequest,
 ) -> Result<TokenGrant, OAuthError> {
+    // The value is not echoed: it is the client's input (RFC 6749 §5.2
+    // limits error_description to printable ASCII without '"' and '\').
     let grant: GrantType = req.grant_type.parse().map_err(|_| {
         OAuthError::new(
             ErrorCode::UnsupportedGrantType,
-            format!("unsupported grant_type {:?}", req.grant_type),
+            "unsupported grant_type; use authorization_code, refresh_token, client_credentials or password",
         )
     })?;
     if !client.allows(grant) {
@@ -181,15 +183,17 @@ async fn authorization_code(
     let code = required(&req.code, "code")?;
     let redirect_uri = required(&req.redirect_uri, "redirect_uri")?;
     let now = state.now();
-    let confidential = client.is_confidential();
+    let without_pkce = !client.requires_pkce();
     let verifier = req.code_verifier.as_deref();
-    // RFC 6749 §4.1.3 redirect URI binding and RFC 7636 §4.6 PKCE.
+    // RFC 6749 §4.1.3 redirect URI binding and RFC 7636 §4.6 PKCE. A code
+    // without a challenge is only good while the client may go without
+    // PKCE (an admin may have required it since).
     let matches = |row: &crate::entities::authorization_codes::Model| {
         row.redirect_uri == redirect_uri
             && match (&row.code_challenge, verifier) {
                 (Some(challenge), Some(v)) => pkce::verify_s256(challenge, v),
                 (Some(_), None) | (None, Some(_)) => false,
-                (None, None) => confidential,
+                (None, None) => without_pkce,
             }
     };
     let redemption = match codes::redeem(

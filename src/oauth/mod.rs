@@ -64,12 +64,37 @@ impl ErrorCode {
     }
 }
 
-/// An OAuth protocol error.
+/// RFC 6749 §5.2 (also §4.1.2.1, RFC 7009 §2.2.1, RFC 6750 §3): the
+/// characters an `error_description` may use, `%x20-21 / %x23-5B /
+/// %x5D-7E`, printable ASCII without `"` and `\`.
+pub fn is_description_char(c: char) -> bool {
+    matches!(c, ' '..='~') && c != '"' && c != '\\'
+}
+
+/// The safety net for `error_description`: messages are written within
+/// the RFC 6749 §5.2 character set and never echo input with `{:?}`; one
+/// that still carries other characters is mended here rather than sent.
+/// `"` becomes `'`, `\` becomes `/`, anything else outside the set
+/// (control characters, non-ASCII) becomes `?`.
+pub fn error_description(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c if is_description_char(c) => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+/// An OAuth protocol error. Its description is always within the RFC 6749
+/// §5.2 character set ([`error_description`] runs on construction), whether
+/// it leaves as a JSON body or in an error redirect.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {description}", code.as_str())]
 pub struct OAuthError {
     pub code: ErrorCode,
-    pub description: String,
+    description: String,
     /// The cause of a `server_error`, for the log only.
     pub internal: Option<Internal>,
     /// Set when the request was throttled: answer 429 with `Retry-After`.
@@ -77,15 +102,25 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
-        OAuthError { code, description: description.into(), internal: None, retry_after: None }
+    pub fn new(code: ErrorCode, description: impl AsRef<str>) -> Self {
+        OAuthError {
+            code,
+            description: error_description(description.as_ref()),
+            internal: None,
+            retry_after: None,
+        }
     }
 
-    pub fn invalid_request(description: impl Into<String>) -> Self {
+    /// The `error_description`, within the RFC 6749 §5.2 character set.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    pub fn invalid_request(description: impl AsRef<str>) -> Self {
         Self::new(ErrorCode::InvalidRequest, description)
     }
 
-    pub fn invalid_grant(description: impl Into<String>) -> Self {
+    pub fn invalid_grant(description: impl AsRef<str>) -> Self {
         Self::new(ErrorCode::InvalidGrant, description)
     }
 
@@ -93,17 +128,17 @@ impl OAuthError {
         Self::new(ErrorCode::InvalidClient, "client authentication failed")
     }
 
-    pub fn invalid_scope(description: impl Into<String>) -> Self {
+    pub fn invalid_scope(description: impl AsRef<str>) -> Self {
         Self::new(ErrorCode::InvalidScope, description)
     }
 
-    pub fn unauthorized_client(description: impl Into<String>) -> Self {
+    pub fn unauthorized_client(description: impl AsRef<str>) -> Self {
         Self::new(ErrorCode::UnauthorizedClient, description)
     }
 
     /// RFC 6749 has no rate-limit code: `temporarily_unavailable`, sent with
     /// status 429 and `Retry-After`.
-    pub fn throttled(retry_after: u64, description: impl Into<String>) -> Self {
+    pub fn throttled(retry_after: u64, description: impl AsRef<str>) -> Self {
         OAuthError {
             retry_after: Some(retry_after),
             ..Self::new(ErrorCode::TemporarilyUnavailable, description)
@@ -113,12 +148,7 @@ impl OAuthError {
 
 impl From<Internal> for OAuthError {
     fn from(e: Internal) -> Self {
-        OAuthError {
-            code: ErrorCode::ServerError,
-            description: "an unexpected error occurred".into(),
-            internal: Some(e),
-            retry_after: None,
-        }
+        OAuthError { internal: Some(e), ..Self::new(ErrorCode::ServerError, "an unexpected error occurred") }
     }
 }
 
@@ -140,6 +170,45 @@ impl From<RefreshFlowError> for OAuthError {
             RefreshFlowError::Internal(i) | RefreshFlowError::Refresh(RefreshError::Internal(i)) => i.into(),
             RefreshFlowError::Refresh(RefreshError::ScopeWidened) => Self::invalid_scope(e.to_string()),
             other => Self::invalid_grant(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn descriptions_that_quote_values_are_mended() {
+        assert_eq!(
+            error_description(r#"unsupported grant_type "urn:x\y""#),
+            "unsupported grant_type 'urn:x/y'"
+        );
+        assert_eq!(error_description("caf\u{e9}\n\u{0}!"), "caf???!");
+        let plain = "the refresh token is invalid; retry in 5 seconds (see RFC 6749 §5.2)";
+        assert_eq!(error_description(plain), plain.replace('§', "?"));
+        let e = OAuthError::invalid_request("nonce \"\u{0}\" is bad");
+        assert_eq!(e.description(), "nonce '?' is bad");
+    }
+
+    #[test]
+    fn the_character_set_is_rfc_6749s() {
+        let allowed: Vec<u32> = (0..=0x7f).filter(|&c| is_description_char(char::from(c as u8))).collect();
+        let expected: Vec<u32> = (0x20..=0x21).chain(0x23..=0x5b).chain(0x5d..=0x7e).collect();
+        assert_eq!(allowed, expected);
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_comes_out_within_the_set(text in any::<String>()) {
+            let out = error_description(&text);
+            prop_assert!(out.chars().all(is_description_char));
+            prop_assert_eq!(out.chars().count(), text.chars().count());
+            if text.chars().all(is_description_char) {
+                prop_assert_eq!(out, text);
+            }
         }
     }
 }

@@ -328,12 +328,12 @@ db_test!(async fn authorization_request_errors_go_back_to_a_valid_redirect_only(
         .unwrap();
     expect_error(resp, "invalid_request").await;
     // Unsupported response type, unknown scope.
-    let url = oauth_support::authorize_url(&app, &confidential.id, &[]).replace("response_type=code", "response_type=token");
+    let url = oauth_support::authorize_url_with_pkce(&app, &confidential.id, &[]).replace("response_type=code", "response_type=token");
     expect_error(browser.get(url).send().await.unwrap(), "unsupported_response_type").await;
-    let url = oauth_support::authorize_url(&app, &confidential.id, &[("scope", "openid admin")]);
+    let url = oauth_support::authorize_url_with_pkce(&app, &confidential.id, &[("scope", "openid admin")]);
     expect_error(browser.get(url).send().await.unwrap(), "invalid_scope").await;
     // prompt=none without a session.
-    let url = oauth_support::authorize_url(&app, &confidential.id, &[("prompt", "none")]);
+    let url = oauth_support::authorize_url_with_pkce(&app, &confidential.id, &[("prompt", "none")]);
     expect_error(browser.get(url).send().await.unwrap(), "login_required").await;
     // A client not registered for the code flow.
     let svc = oauth_support::register_client(
@@ -376,7 +376,7 @@ db_test!(async fn the_sign_in_form_is_csrf_protected(backend) {
     let (app, admin) = oauth_support::spawn_with_admin(backend).await;
     let client = oauth_support::confidential(&app, &admin).await;
     let browser = oauth_support::browser();
-    let page = browser.get(oauth_support::authorize_url(&app, &client.id, &[])).send().await.unwrap();
+    let page = browser.get(oauth_support::authorize_url_with_pkce(&app, &client.id, &[])).send().await.unwrap();
     let set_cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"), "{set_cookie}");
     let html = page.text().await.unwrap();
@@ -427,7 +427,7 @@ db_test!(async fn the_sign_in_form_accepts_what_browsers_send_and_refuses_other_
     let (app, admin) = oauth_support::spawn_with_admin(backend).await;
     let client = oauth_support::confidential(&app, &admin).await;
     let browser = oauth_support::browser();
-    let page = browser.get(oauth_support::authorize_url(&app, &client.id, &[])).send().await.unwrap();
+    let page = browser.get(oauth_support::authorize_url_with_pkce(&app, &client.id, &[])).send().await.unwrap();
     assert_eq!(page.status(), 200);
     // The page's own form POST must carry its real Origin: not `no-referrer`.
     assert_eq!(page.headers()["referrer-policy"], "same-origin");
@@ -543,7 +543,7 @@ db_test!(async fn over_https_the_browser_cookies_are_host_prefixed_and_secure(ba
     let (app, admin) = oauth_support::spawn_with_admin_tls(backend).await;
     let client = oauth_support::confidential(&app, &admin).await;
     let browser = oauth_support::browser_for(&app);
-    let page = browser.get(oauth_support::authorize_url(&app, &client.id, &[])).send().await.unwrap();
+    let page = browser.get(oauth_support::authorize_url_with_pkce(&app, &client.id, &[])).send().await.unwrap();
     assert_eq!(page.headers()["referrer-policy"], "same-origin");
     let csrf = page.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(csrf.starts_with("__Host-lk_csrf="), "{csrf}");
@@ -614,7 +614,7 @@ db_test!(async fn end_session_clears_the_browser_session(backend) {
     assert!(resp.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
 
     // The next authorization asks for the password again.
-    let page = browser.get(oauth_support::authorize_url(&app, &client.id, &[])).send().await.unwrap();
+    let page = browser.get(oauth_support::authorize_url_with_pkce(&app, &client.id, &[])).send().await.unwrap();
     assert_eq!(page.status(), 200);
 });
 

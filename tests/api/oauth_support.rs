@@ -254,3 +254,12 @@ pub fn authorize_url(app: &TestApp, client_id: &str, extra: &[(&str, &str)]) -> 
     }
     url.to_string()
 }
+
+/// An authorization URL with a fresh S256 challenge, for flows that never
+/// redeem the code: every client needs PKCE unless registered without it.
+pub fn authorize_url_with_pkce(app: &TestApp, client_id: &str, extra: &[(&str, &str)]) -> String {
+    let (_, challenge) = pkce_pair();
+    let mut params = vec![("code_challenge", challenge.as_str()), ("code_challenge_method", "S256")];
+    params.extend_from_slice(extra);
+    authorize_url(app, client_id, &params)
+}
