@@ -168,6 +168,7 @@ impl Application {
             keyring: Arc::new(keyring),
             master,
             hasher,
+            issuer_origin: crate::http::authorize::csrf::issuer_origin(&tokens.issuer),
             tokens,
             clock,
             db,

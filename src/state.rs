@@ -30,6 +30,8 @@ pub struct Inner {
     /// Issuer, audience and lifetimes of tokens; the issuer is final here
     /// (resolved from the bound address when not configured).
     pub tokens: TokenSettings,
+    /// The issuer's origin as browsers send it in `Origin`, for CSRF checks.
+    pub issuer_origin: String,
     /// Password-guessing protection.
     pub login_guard: LoginGuard,
     /// Requests to the token endpoint and `/auth/refresh`, per address.

@@ -88,8 +88,9 @@ pub struct RegisterRequest {
 ///   `refresh_token`; send it back as `refresh_token` to refresh or log out.
 /// - `cookie`: for browser apps on the same site as latchkey. The response
 ///   has no `refresh_token`; instead `Set-Cookie` stores it in an `HttpOnly`,
-///   `SameSite=Strict` cookie on path `/auth` (`__Secure-lk_refresh` with
-///   `Secure` when the issuer is https, `lk_refresh` over http). Refresh and
+///   `SameSite=Strict` cookie (`__Host-lk_refresh` with `Secure; Path=/` when
+///   the issuer is https, `lk_refresh` on path `/auth` over http). Not
+///   available with the `latchkey:admin` scope. Refresh and
 ///   logout in cookie mode read the cookie and must not send
 ///   `refresh_token`. Every cookie-mode request needs an `Origin` header
 ///   naming an origin in `LATCHKEY_CORS_ORIGINS` or latchkey's own, else
@@ -238,8 +239,8 @@ pub enum Tokens {
     Ok(
         Json<TokenResponse>,
         /// Cookie mode only: the refresh token, as
-        /// `__Secure-lk_refresh=<token>; Path=/auth; Max-Age=<refresh lifetime>; HttpOnly; SameSite=Strict; Secure`
-        /// (`lk_refresh`, without `Secure`, when the issuer is http).
+        /// `__Host-lk_refresh=<token>; Path=/; Max-Age=<refresh lifetime>; HttpOnly; SameSite=Strict; Secure`
+        /// (`lk_refresh` on `Path=/auth`, without `Secure`, when the issuer is http).
         #[oai(header = "Set-Cookie")]
         Option<String>,
     ),
@@ -412,6 +413,14 @@ impl AuthApi {
         }
         let password = Password::presented(&req.password).map_err(ApiError::validation)?;
         let scope = login_scope(&state, req.scope.as_deref())?;
+        if delivery == TokenDelivery::Cookie && scope.contains(ADMIN_SCOPE) {
+            // Every listed origin shares the cookie: an admin session there
+            // would hand admin tokens to script on any of them.
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "the admin scope is not available in cookie mode; use body mode",
+            ));
+        }
         let session = SessionRequest::first_party(scope, state.now());
         let (_, grant) = authn::login(&state, &origin.0, &req.username, &password, session).await?;
         Ok(deliver(&state, delivery, grant))

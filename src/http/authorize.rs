@@ -20,7 +20,7 @@
 //! `HttpOnly; SameSite=Lax; Path=/`, named `__Host-…` and `Secure` when the
 //! issuer is https.
 
-mod csrf;
+pub(crate) mod csrf;
 
 use poem::Request;
 use poem::web::Data;
@@ -149,20 +149,14 @@ impl Cookies {
     }
 
     fn set(&self, base: &str, value: &str, max_age: i64) -> String {
-        let secure = if self.secure { "; Secure" } else { "" };
-        format!("{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}", self.name(base))
+        let max_age = u64::try_from(max_age).unwrap_or(0);
+        super::cookies::set_cookie_header(&self.name(base), value, "/", "Lax", max_age, self.secure)
     }
 
     fn read(&self, req: &Request, base: &str) -> Option<String> {
         let name = self.name(base);
-        req.headers()
-            .get_all(poem::http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_owned())
+        let lines = req.headers().get_all(poem::http::header::COOKIE);
+        super::cookies::cookie_values(lines, &name).next().map(str::to_owned)
     }
 }
 
@@ -198,7 +192,7 @@ fn csrf_ok(state: &AppState, req: &Request, form_token: Option<&str>) -> bool {
         cookie: cookie.as_deref(),
         form_token,
     };
-    match csrf::check(&csrf_key(state), &csrf::issuer_origin(state.issuer()), &submission) {
+    match csrf::check(&csrf_key(state), &state.issuer_origin, &submission) {
         Ok(()) => true,
         Err(refusal) => {
             tracing::info!(

@@ -2,24 +2,37 @@
 //!
 //! A browser app that asks for `"token_delivery": "cookie"` on
 //! `POST /auth/login` gets the access token in the JSON body (kept in memory)
-//! and the refresh token as a cookie script cannot read, so an XSS bug can
-//! steal at most a short-lived access token. `POST /auth/refresh` and
+//! and the refresh token as a cookie script cannot read: an XSS bug cannot
+//! carry the session away (it can still act, and mint access tokens, while
+//! the page is open and the user signed in). `POST /auth/refresh` and
 //! `POST /auth/logout` with `"token_delivery": "cookie"` read the token from
 //! the cookie; rotation and reuse detection are exactly those of body mode.
 //!
-//! **The cookie.** `lk_refresh` over http (development), `__Secure-lk_refresh`
-//! when the issuer is https, with `Path=/auth; HttpOnly; SameSite=Strict`,
-//! `Secure` over https, and `Max-Age` = the refresh-token lifetime.
-//! - `Path=/auth` is the narrowest path that covers both `/auth/refresh` and
-//!   `/auth/logout`, so the cookie never travels to `/oauth/*`, `/admin/*` or
-//!   to other applications on the same host. The `__Host-` prefix would also
-//!   forbid a `Domain` attribute, but it requires `Path=/`, which would send
-//!   the cookie everywhere; `__Secure-` keeps the path narrow and still makes
-//!   the browser refuse the cookie unless it was set over https with `Secure`.
+//! **The cookie.** Over https (production) `__Host-lk_refresh` with
+//! `Path=/; Secure; HttpOnly; SameSite=Strict`; over http (development)
+//! `lk_refresh` with `Path=<issuer path>/auth; HttpOnly; SameSite=Strict`.
+//! `Max-Age` is the refresh-token lifetime.
+//! - Why `__Host-` and not the narrowest path: a page on a sibling subdomain
+//!   (`evil.example.com`) can set a cookie with `Domain=example.com` and any
+//!   path, and the browser sends it to latchkey beside the real one (cookie
+//!   tossing: logging the victim into the attacker's session, or locking
+//!   them out, since a `Domain` cookie cannot be deleted by a host-only
+//!   `Set-Cookie`). The `__Host-` prefix makes the browser refuse any cookie
+//!   of that name that has a `Domain` or was not set over https by latchkey's
+//!   own host, and it requires `Path=/`. A narrow `Path=/auth` with
+//!   `__Secure-` would keep the cookie off latchkey's other routes, but not
+//!   stop tossing, and a path is no security boundary within one origin. So
+//!   the cookie goes to every path of latchkey's own host and nowhere else;
+//!   only `/auth/refresh` and `/auth/logout` read it.
+//! - Over http (no prefix is possible) the path is the narrowest one that
+//!   covers `/auth/refresh` and `/auth/logout`, under the issuer's path.
 //! - `SameSite=Strict`: the browser sends the cookie only on requests from
 //!   the same site (registrable domain), which is also why cookie mode needs
 //!   the app and latchkey to be same-site (`app.example.com` and
 //!   `id.example.com`).
+//! - The admin scope is never delivered in cookie mode: every listed origin
+//!   shares the cookie, and an admin session there would let script on any of
+//!   them mint admin tokens (`LATCHKEY_ADMIN_CORS_ORIGINS` is the stricter list).
 //!
 //! **CSRF.** SameSite alone is not enough: "same site" includes every
 //! subdomain and every port of the site, and older browsers ignore it. Two
@@ -36,9 +49,8 @@
 //!    form cannot send and which a cross-origin `fetch` can only send after a
 //!    CORS preflight that an unlisted origin fails.
 //!
-//! Cookie tossing: a page on a sibling subdomain can set a cookie with the
-//! same name for the parent domain. Such a cookie is sent next to the real
-//! one, so a refresh that finds the name twice is refused rather than guess
+//! Cookie tossing over http (development, no prefix): a refresh that finds
+//! the name twice is refused rather than guess
 //! (see [`CookieRequest::refresh_token`]).
 
 use std::time::Duration;
@@ -52,9 +64,10 @@ use crate::state::AppState;
 /// The cookie's name over http (development).
 pub const COOKIE_NAME: &str = "lk_refresh";
 /// The cookie's name when the issuer is https.
-pub const SECURE_COOKIE_NAME: &str = "__Secure-lk_refresh";
-/// The narrowest path covering `/auth/refresh` and `/auth/logout`.
-pub const COOKIE_PATH: &str = "/auth";
+pub const SECURE_COOKIE_NAME: &str = "__Host-lk_refresh";
+/// A logout ends at most this many sessions found in cookies (a tossed one
+/// beside ours); more is someone sending junk.
+const MAX_LOGOUT_COOKIES: usize = 3;
 
 fn is_https(issuer: &str) -> bool {
     issuer.starts_with("https://")
@@ -65,13 +78,37 @@ pub fn cookie_name(issuer: &str) -> &'static str {
     if is_https(issuer) { SECURE_COOKIE_NAME } else { COOKIE_NAME }
 }
 
+/// The cookie path: `/` for `__Host-` (https), else `<issuer path>/auth`.
+fn cookie_path(issuer: &str) -> String {
+    if is_https(issuer) {
+        return "/".to_owned();
+    }
+    let path = url::Url::parse(issuer).map(|u| u.path().trim_end_matches('/').to_owned()).unwrap_or_default();
+    format!("{path}/auth")
+}
+
+/// A `Set-Cookie` value: `HttpOnly`, and `Secure` when `secure`.
+pub fn set_cookie_header(
+    name: &str,
+    value: &str,
+    path: &str,
+    same_site: &str,
+    max_age: u64,
+    secure: bool,
+) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}")
+}
+
 /// `Set-Cookie` carrying a refresh token.
 pub fn set_cookie(issuer: &str, token: &str, max_age: Duration) -> String {
-    let secure = if is_https(issuer) { "; Secure" } else { "" };
-    format!(
-        "{}={token}; Path={COOKIE_PATH}; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+    set_cookie_header(
         cookie_name(issuer),
-        max_age.as_secs()
+        token,
+        &cookie_path(issuer),
+        "Strict",
+        max_age.as_secs(),
+        is_https(issuer),
     )
 }
 
@@ -80,17 +117,24 @@ pub fn clear_cookie(issuer: &str) -> String {
     set_cookie(issuer, "", Duration::ZERO)
 }
 
-/// Every value of cookie `name` in the `Cookie` header lines.
-fn cookie_values<'a>(
+/// Every value of cookie `name` in the `Cookie` header lines. Works on bytes:
+/// browsers send every cookie of the site in one line, and one non-ASCII
+/// cookie of another application must not hide ours. Values that are not
+/// UTF-8 are skipped.
+pub fn cookie_values<'a>(
     lines: impl IntoIterator<Item = &'a HeaderValue> + 'a,
     name: &'a str,
 ) -> impl Iterator<Item = &'a str> + 'a {
-    lines.into_iter().filter_map(|line| line.to_str().ok()).flat_map(|line| line.split(';')).filter_map(
-        move |pair| {
-            let (n, v) = pair.trim().split_once('=')?;
-            (n == name).then_some(v.trim_matches('"'))
-        },
-    )
+    lines.into_iter().flat_map(|line| line.as_bytes().split(|b| *b == b';')).filter_map(move |pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|b| *b == b'=')?;
+        let (n, v) = pair.split_at(eq);
+        if n.trim_ascii() != name.as_bytes() {
+            return None;
+        }
+        let value = std::str::from_utf8(v.get(1..)?).ok()?.trim();
+        Some(value.trim_matches('"'))
+    })
 }
 
 /// The CSRF check of cookie mode: the request's `Origin` must be a listed
@@ -106,11 +150,10 @@ pub fn check_origin(state: &AppState, origin: Option<&HeaderValue>) -> Result<()
     if super::cors::is_listed(&state.settings.cors_origins, origin) {
         return Ok(());
     }
-    let own = url::Url::parse(state.issuer()).map(|u| u.origin().ascii_serialization());
-    match own {
-        Ok(own) if own.as_bytes() == origin.as_bytes() => Ok(()),
-        _ => Err(refused()),
+    if state.issuer_origin.as_bytes() == origin.as_bytes() {
+        return Ok(());
     }
+    Err(refused())
 }
 
 /// Middleware: a `POST /auth/refresh` or `/auth/logout` that carries the
@@ -169,7 +212,9 @@ impl CookieRequest {
     /// Every refresh token in the cookies, for a logout (ending a tossed
     /// session as well does no harm).
     pub fn all_refresh_tokens<'s>(&'s self, state: &AppState) -> impl Iterator<Item = &'s str> + 's {
-        cookie_values(&self.cookies, cookie_name(state.issuer())).filter(|v| !v.is_empty())
+        cookie_values(&self.cookies, cookie_name(state.issuer()))
+            .filter(|v| !v.is_empty())
+            .take(MAX_LOGOUT_COOKIES)
     }
 }
 
@@ -180,20 +225,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cookie_is_narrow_httponly_strict_and_secure_over_https() {
+    fn the_cookie_is_host_locked_over_https_and_narrow_over_http() {
         let week = Duration::from_secs(604_800);
         assert_eq!(
             set_cookie("http://127.0.0.1:8080", "tok", week),
             "lk_refresh=tok; Path=/auth; Max-Age=604800; HttpOnly; SameSite=Strict"
         );
         assert_eq!(
-            set_cookie("https://id.example.com", "tok", week),
-            "__Secure-lk_refresh=tok; Path=/auth; Max-Age=604800; HttpOnly; SameSite=Strict; Secure"
+            set_cookie("http://127.0.0.1:8080/idp/", "tok", week),
+            "lk_refresh=tok; Path=/idp/auth; Max-Age=604800; HttpOnly; SameSite=Strict"
         );
         assert_eq!(
-            clear_cookie("https://id.example.com"),
-            "__Secure-lk_refresh=; Path=/auth; Max-Age=0; HttpOnly; SameSite=Strict; Secure"
+            set_cookie("https://id.example.com", "tok", week),
+            "__Host-lk_refresh=tok; Path=/; Max-Age=604800; HttpOnly; SameSite=Strict; Secure"
         );
+        assert_eq!(
+            clear_cookie("https://example.com/idp"),
+            "__Host-lk_refresh=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure"
+        );
+    }
+
+    #[test]
+    fn a_non_ascii_cookie_of_another_application_does_not_hide_ours() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"pref=caf\xc3\xa9; lk_refresh=one; bad=\xff").unwrap(),
+        );
+        let found: Vec<&str> = cookie_values(headers.get_all(header::COOKIE), COOKIE_NAME).collect();
+        assert_eq!(found, ["one"]);
     }
 
     #[test]

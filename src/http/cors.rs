@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | public documents | discovery, JWKS | `Access-Control-Allow-Origin: *`, never credentials |
 //! | credentialed API | `/oauth/token`, `/oauth/revoke`, `/oauth/userinfo`, `/auth/*` | only origins in `LATCHKEY_CORS_ORIGINS` |
-//! | admin | `/admin/*` | only origins in `LATCHKEY_ADMIN_CORS_ORIGINS` |
+//! | admin | `/admin/*` | only origins in `LATCHKEY_ADMIN_CORS_ORIGINS`, without credentials (bearer only) |
 //! | none | everything else (the sign-in page, introspection, the feed, operations) | no CORS headers |
 //!
 //! **Why `*` is safe for discovery and the JWKS.** They are public by design
@@ -73,8 +73,10 @@ pub const PREFLIGHT_MAX_AGE: &str = "600";
 const ALLOW_HEADERS: &str = "authorization, content-type";
 /// Response headers a credentialed page may read beyond the safelisted ones.
 const API_EXPOSE: &str = "www-authenticate, retry-after";
-/// The JWKS `ETag`, for pages that revalidate it themselves.
+/// The JWKS `ETag`, for pages that revalidate it themselves...
 const PUBLIC_EXPOSE: &str = "etag";
+/// ...with `If-None-Match`, which is not CORS-safelisted.
+const PUBLIC_ALLOW_HEADERS: &str = "if-none-match";
 
 fn value(text: &'static str) -> HeaderValue {
     HeaderValue::from_static(text)
@@ -87,7 +89,7 @@ pub enum Class {
     Public,
     /// Token, revoke, userinfo, `/auth/*`: listed origins, with credentials.
     Api,
-    /// `/admin/*`: origins listed for the admin API, with credentials.
+    /// `/admin/*`: origins listed for the admin API, bearer tokens only.
     Admin,
     /// No CORS.
     None,
@@ -145,7 +147,7 @@ pub async fn cors<E: Endpoint>(next: E, req: Request, settings: &Settings) -> po
             let mut resp = StatusCode::NO_CONTENT.into_response();
             let h = resp.headers_mut();
             h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, class.methods());
-            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, value(ALLOW_HEADERS));
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, value(PUBLIC_ALLOW_HEADERS));
             h.insert(header::ACCESS_CONTROL_MAX_AGE, value(PREFLIGHT_MAX_AGE));
             resp
         } else {
@@ -174,7 +176,11 @@ pub async fn cors<E: Endpoint>(next: E, req: Request, settings: &Settings) -> po
     h.append(header::VARY, value("origin"));
     if let Some(origin) = allowed {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, value("true"));
+        // Credentials (cookies) only where cookie mode lives; the admin API
+        // takes bearer tokens only.
+        if class == Class::Api {
+            h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, value("true"));
+        }
         if !preflight {
             h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, value(API_EXPOSE));
         }

@@ -114,12 +114,12 @@ db_test!(async fn cookie_mode_login_sets_an_httponly_strict_cookie_on_auth_and_l
     assert_eq!(me.status(), 200);
 });
 
-db_test!(async fn over_https_the_cookie_is_secure_and_secure_prefixed_and_the_issuer_origin_is_allowed(backend) {
+db_test!(async fn over_https_the_cookie_is_secure_and_host_prefixed_and_the_issuer_origin_is_allowed(backend) {
     let app = spawn(backend, true).await;
 
     let (_, cookie) = cookie_tokens(cookie_login(&app, Some(APP)).await).await;
-    assert_eq!(cookie.name, "__Secure-lk_refresh");
-    for attribute in ["Secure", "Path=/auth", "HttpOnly", "SameSite=Strict"] {
+    assert_eq!(cookie.name, "__Host-lk_refresh");
+    for attribute in ["Secure", "Path=/", "HttpOnly", "SameSite=Strict"] {
         assert!(cookie.has(attribute), "{attribute} in {:?}", cookie.attributes);
     }
 
@@ -128,7 +128,7 @@ db_test!(async fn over_https_the_cookie_is_secure_and_secure_prefixed_and_the_is
     let resp = post(&app, "/auth/refresh", Some("https://id.test"), Some(&own.pair()), json!({"token_delivery": "cookie"}))
         .await;
     let (_, rotated) = cookie_tokens(resp).await;
-    assert_eq!(rotated.name, "__Secure-lk_refresh");
+    assert_eq!(rotated.name, "__Host-lk_refresh");
     // The unprefixed name is not the cookie over https.
     let unprefixed = format!("lk_refresh={}", rotated.value);
     let resp = post(&app, "/auth/refresh", Some(APP), Some(&unprefixed), json!({"token_delivery": "cookie"})).await;
@@ -308,4 +308,21 @@ db_test!(async fn body_mode_is_unchanged(backend) {
         assert!(set_cookie(resp.headers()).is_none());
         assert_error(app.refresh(rt1).await, 401, "invalid_refresh_token").await;
     }
+});
+
+db_test!(async fn the_admin_scope_is_never_delivered_in_a_cookie(backend) {
+    let app = spawn(backend, false).await;
+    app.create_user_with_roles_admin().await;
+
+    let resp = post(
+        &app,
+        "/auth/login",
+        Some(APP),
+        None,
+        json!({"username": "admin", "password": "admin password 1", "scope": "latchkey:admin", "token_delivery": "cookie"}),
+    )
+    .await;
+
+    assert!(resp.headers().get("set-cookie").is_none(), "no cookie is set");
+    assert_error(resp, 400, "invalid_request").await;
 });
