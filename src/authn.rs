@@ -340,12 +340,21 @@ pub enum RefreshFlowError {
     /// The account was disabled, banned or deleted: the family was ended.
     #[error("the account can no longer sign in")]
     AccountUnavailable,
+    /// The client may no longer have any scope of the grant: the family was ended.
+    #[error("the client is no longer allowed any scope of this grant")]
+    ScopeWithdrawn,
     #[error(transparent)]
     Internal(#[from] Internal),
 }
 
 /// Rotate a refresh token and sign new tokens. `narrow` may reduce the
 /// scope of the new access token (RFC 6749 §6); the family keeps its own.
+///
+/// `allowed` is what the client may have now: the scope of the client the
+/// token endpoint loaded to authenticate it, or [`first_party_scope`]. The
+/// new tokens carry only scopes in both, so a scope an admin removed from the
+/// client stops being minted at the next refresh. The family keeps the scope
+/// the user consented to; it is cut at each refresh, not rewritten.
 #[tracing::instrument(skip_all)]
 pub async fn refresh(
     state: &AppState,
@@ -353,6 +362,7 @@ pub async fn refresh(
     client_id: &str,
     presented: &str,
     narrow: Option<ScopeSet>,
+    allowed: &ScopeSet,
     id_token_alg: SigningAlg,
 ) -> Result<TokenGrant, RefreshFlowError> {
     let now = state.now();
@@ -400,7 +410,16 @@ pub async fn refresh(
         end_session(state, family.id, now, refresh::reason::ACCOUNT_UNAVAILABLE).await?;
         return Err(RefreshFlowError::AccountUnavailable);
     };
-    let scope = narrow.unwrap_or_else(|| ScopeSet::from_stored(&family.scope));
+    let granted = narrow.unwrap_or_else(|| ScopeSet::from_stored(&family.scope));
+    let scope = granted.intersection(allowed);
+    // Nothing left: the client lost every scope the user granted it. The
+    // family is ended (and its access tokens denied) rather than minting
+    // empty tokens; the user signs in again if the client is given scope back.
+    // A family that never had any scope (a first-party login with none) goes on.
+    if scope.is_empty() && !granted.is_empty() {
+        end_session(state, family.id, now, refresh::reason::SCOPE_WITHDRAWN).await?;
+        return Err(RefreshFlowError::ScopeWithdrawn);
+    }
     let mut grant = sign_for_user(
         state,
         &user,
@@ -418,6 +437,13 @@ pub async fn refresh(
     grant.refresh_token = Some(refreshed.token);
     state.metrics.issued("refresh_token");
     Ok(grant)
+}
+
+/// What a first-party session may have now: `LATCHKEY_USER_SCOPES`, plus the
+/// admin scope, which [`sign_for_user`] still keeps only for admins.
+/// (The role is re-checked there at every refresh; this does not widen it.)
+pub fn first_party_scope(user_scopes: &ScopeSet) -> ScopeSet {
+    user_scopes.with(ADMIN_SCOPE)
 }
 
 /// Deny every access token of a session until the last one expires.

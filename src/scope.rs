@@ -50,6 +50,17 @@ impl ScopeSet {
         ScopeSet(self.0.iter().filter(|s| *s != scope).cloned().collect())
     }
 
+    pub fn with(&self, scope: &str) -> ScopeSet {
+        let mut set = self.0.clone();
+        set.insert(scope.to_owned());
+        ScopeSet(set)
+    }
+
+    /// The scopes present in both sets.
+    pub fn intersection(&self, other: &ScopeSet) -> ScopeSet {
+        ScopeSet(self.0.intersection(&other.0).cloned().collect())
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)
     }

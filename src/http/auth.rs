@@ -446,9 +446,17 @@ impl AuthApi {
         if let Err(seconds) = state.token_limiter.check(&address, state.now()) {
             return Err(ApiError::too_many_requests(seconds));
         }
-        let grant =
-            authn::refresh(&state, &origin.0, FIRST_PARTY_CLIENT_ID, presented, None, SigningAlg::Rs256)
-                .await?;
+        let allowed = authn::first_party_scope(&state.settings.user_scopes);
+        let grant = authn::refresh(
+            &state,
+            &origin.0,
+            FIRST_PARTY_CLIENT_ID,
+            presented,
+            None,
+            &allowed,
+            SigningAlg::Rs256,
+        )
+        .await?;
         Ok(deliver(&state, body.0.delivery(), grant))
     }
 

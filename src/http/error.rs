@@ -219,6 +219,9 @@ impl From<RefreshFlowError> for ApiError {
             RefreshFlowError::AccountUnavailable => {
                 ApiError::unauthorized("account_unavailable", &e.to_string())
             }
+            RefreshFlowError::ScopeWithdrawn => {
+                ApiError::unauthorized("invalid_refresh_token", &e.to_string())
+            }
         }
     }
 }

@@ -130,7 +130,8 @@ async fn refresh_token(
         .map(ScopeSet::parse)
         .transpose()
         .map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
-    Ok(authn::refresh(state, origin, &client.client_id, token, narrow, id_token_alg(client)).await?)
+    Ok(authn::refresh(state, origin, &client.client_id, token, narrow, &client.scope, id_token_alg(client))
+        .await?)
 }
 
 /// RFC 6749 §4.4: a service acting for itself. `sub` is the client id; no

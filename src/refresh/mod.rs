@@ -40,6 +40,7 @@ pub mod reason {
     pub const SESSION_LIMIT: &str = "session_limit";
     pub const ACCOUNT_UNAVAILABLE: &str = "account_unavailable";
     pub const REVOKED: &str = "revoked";
+    pub const SCOPE_WITHDRAWN: &str = "scope_withdrawn";
 }
 
 /// Lifetimes and limits of families.

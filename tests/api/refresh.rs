@@ -213,3 +213,109 @@ db_test!(async fn the_per_user_session_cap_ends_the_oldest_family(backend) {
     refreshed(&app, rt(&second)).await;
     refreshed(&app, rt(&third)).await;
 });
+
+/// The scope a client is allowed now, set by the admin API.
+async fn set_client_scope(app: &TestApp, admin: &str, client: &crate::oauth_support::Client, scope: &str) {
+    let resp = app
+        .client
+        .patch(app.url(&format!("/admin/clients/{}", client.id)))
+        .bearer_auth(admin)
+        .json(&json!({"scope": scope}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "patch client scope");
+}
+
+async fn password_grant(app: &TestApp, client: &crate::oauth_support::Client, scope: &str) -> Value {
+    let resp = crate::oauth_support::token_basic(
+        app,
+        client,
+        &[
+            ("grant_type", "password"),
+            ("username", "user"),
+            ("password", crate::oauth_support::PASSWORD),
+            ("scope", scope),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 200, "password grant");
+    resp.json().await.unwrap()
+}
+
+async fn refresh_grant(
+    app: &TestApp,
+    client: &crate::oauth_support::Client,
+    token: &str,
+) -> reqwest::Response {
+    crate::oauth_support::token_basic(
+        app,
+        client,
+        &[("grant_type", "refresh_token"), ("refresh_token", token)],
+    )
+    .await
+}
+
+db_test!(async fn refresh_drops_a_scope_the_admin_removed_from_the_client(backend) {
+    let (app, admin) = crate::oauth_support::spawn_with_admin(backend).await;
+    let client = crate::oauth_support::register_client(
+        &app,
+        &admin,
+        json!({
+            "client_name": "Tasks Web",
+            "redirect_uris": [crate::oauth_support::REDIRECT],
+            "grant_types": ["authorization_code", "refresh_token", "password"],
+            "scope": "openid profile tasks:read tasks:write",
+            "token_endpoint_auth_method": "client_secret_basic",
+        }),
+    )
+    .await;
+    let first = password_grant(&app, &client, "openid profile tasks:read tasks:write").await;
+    assert_eq!(first["scope"], "openid profile tasks:read tasks:write");
+
+    set_client_scope(&app, &admin, &client, "openid profile tasks:read").await;
+    let resp = refresh_grant(&app, &client, rt(&first)).await;
+    assert_eq!(resp.status(), 200);
+    let next: Value = resp.json().await.unwrap();
+    assert_eq!(next["scope"], "openid profile tasks:read");
+    let claims = crate::jwt::claims(next["access_token"].as_str().unwrap());
+    assert_eq!(claims["scope"], "openid profile tasks:read");
+
+    // Given back by the admin, the scope the user consented to returns.
+    set_client_scope(&app, &admin, &client, "openid profile tasks:read tasks:write").await;
+    let again: Value = refresh_grant(&app, &client, rt(&next)).await.json().await.unwrap();
+    assert_eq!(again["scope"], "openid profile tasks:read tasks:write");
+});
+
+db_test!(async fn refresh_ends_the_family_when_the_client_lost_every_granted_scope(backend) {
+    let (app, admin) = crate::oauth_support::spawn_with_admin(backend).await;
+    let client = crate::oauth_support::confidential(&app, &admin).await;
+    let first = password_grant(&app, &client, "tasks:write").await;
+    let access = first["access_token"].as_str().unwrap().to_owned();
+
+    set_client_scope(&app, &admin, &client, "openid tasks:read").await;
+    let resp = refresh_grant(&app, &client, rt(&first)).await;
+    assert_error(resp, 400, "invalid_grant").await;
+    // The family is over, and its access token with it.
+    assert_eq!(crate::oauth_support::introspect(&app, &client, &access).await["active"], false);
+    set_client_scope(&app, &admin, &client, "openid tasks:read tasks:write").await;
+    let resp = refresh_grant(&app, &client, rt(&first)).await;
+    assert_error(resp, 400, "invalid_grant").await;
+});
+
+db_test!(async fn first_party_refresh_keeps_the_admin_scope_of_an_admin(backend) {
+    let (app, admin) = crate::oauth_support::spawn_with_admin(backend).await;
+    let resp = app
+        .post_json(
+            "/auth/login",
+            &json!({"username": "admin", "password": "admin password 1", "scope": "profile latchkey:admin"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let login: Value = resp.json().await.unwrap();
+    let next = refreshed(&app, rt(&login)).await;
+    assert_eq!(next["scope"], "latchkey:admin profile");
+    let resp = app.client.get(app.url("/admin/clients")).bearer_auth(next["access_token"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(admin);
+});
