@@ -2,8 +2,12 @@
 //!
 //! Creates a scratch database, fills `refresh_families` with 1,000,000 live
 //! families (set-based `INSERT ... SELECT generate_series`), then times the
-//! one-statement bulk revocation for an IP prefix, an issued-before cutoff,
-//! and a user agent substring, each matching a known share of the rows.
+//! bulk revocation (`revocation::cut_off::matching`: one `UPDATE` ending the
+//! families and one `INSERT ... SELECT` writing their `sid` deny entries, in
+//! one transaction) for an IP prefix, an issued-before cutoff, a user agent
+//! substring and a user, each matching a known share of the rows. For each
+//! it reports the time, the entries written and the size of the feed a
+//! relying service then downloads (the JSON of every page, as served).
 //!
 //! `cargo bench --bench bulk_revocation` (LATCHKEY_BENCH_DATABASE_URL, default
 //! postgres://postgres@127.0.0.1:5432/test, must allow CREATE DATABASE).
@@ -15,7 +19,10 @@ use std::time::Instant;
 use chrono::{TimeDelta, Utc};
 use latchkey::admin::ip_range;
 use latchkey::config::Settings;
-use latchkey::refresh::repo::{FamilyFilter, revoke_matching};
+use latchkey::http::revocations::RevocationFeed;
+use latchkey::refresh::repo::FamilyFilter;
+use latchkey::revocation::{self, Reach, cut_off};
+use poem_openapi::types::ToJSON;
 use sea_orm::{ConnectionTrait, Database};
 
 const ROWS: i64 = 1_000_000;
@@ -79,15 +86,35 @@ async fn main() {
         ),
         ("user_id (all of them)", FamilyFilter { user_id: Some(user), ..Default::default() }),
     ];
+    let reach = Reach { now, tokens_until: now + TimeDelta::minutes(16) };
     for (label, filter) in cases {
         let t = Instant::now();
-        let ended = revoke_matching(&db, &filter, now, "bench").await.unwrap();
-        println!("  {label:<52} ended {ended:>7} in {:>6.2} s", t.elapsed().as_secs_f64());
-        // Every case starts from a million live families.
+        let ended = cut_off::matching(&db, reach, &filter, "bench").await.unwrap();
+        let took = t.elapsed().as_secs_f64();
+        // What a relying service downloads: every feed page, as JSON.
+        let (mut entries, mut bytes, mut cursor) = (0usize, 0usize, 0i64);
+        loop {
+            let page = revocation::since(&db, cursor, now, revocation::SNAPSHOT_LIMIT).await.unwrap();
+            entries += page.entries.len();
+            let more = page.more;
+            let next = page.cursor;
+            bytes += RevocationFeed::from(page).to_json_string().len();
+            cursor = next;
+            if !more {
+                break;
+            }
+        }
+        println!(
+            "  {label:<40} ended {ended:>7} in {took:>6.2} s; feed: {entries:>7} entries, {:>6.1} MB",
+            bytes as f64 / 1e6
+        );
+        // Every case starts from a million live families and an empty feed.
         db.execute_unprepared("UPDATE refresh_families SET revoked_at = NULL, revoked_reason = NULL")
             .await
             .unwrap();
+        db.execute_unprepared("DELETE FROM revocations").await.unwrap();
         db.execute_unprepared("VACUUM ANALYZE refresh_families").await.unwrap();
+        db.execute_unprepared("VACUUM ANALYZE revocations").await.unwrap();
     }
     db.close().await.ok();
     conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.unwrap();

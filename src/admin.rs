@@ -1,22 +1,19 @@
 //! Administrative actions that span several concepts. Each takes the acting
 //! admin's id and leaves an audit event. Bans, disabling, role changes,
-//! password resets and deletions take access away everywhere at once:
-//! refresh families end, browser sessions end, and the revocation feed (and
-//! so introspection and every relying service that follows the feed) learns
-//! to deny the access tokens already out there. Bulk revocation by other
-//! criteria than a user ends refresh families only (see [`bulk_revoke`]).
+//! password resets, deletions and bulk revocations take access away through
+//! [`crate::revocation::cut_off`], in the same transaction as the change
+//! that causes them.
 
 use chrono::{DateTime, Utc};
+use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
 use crate::audit::{self, Event, EventKind};
-use crate::authn;
 use crate::clients::{self, ClientError};
 use crate::error::Internal;
-use crate::oauth::sessions;
 use crate::passwords::{HashError, Password};
 use crate::refresh::{self, Family, Origin};
-use crate::revocation;
+use crate::revocation::cut_off;
 use crate::state::AppState;
 use crate::users::{self, Email, Role, User, roles_to_column};
 
@@ -46,26 +43,6 @@ impl From<HashError> for AdminError {
     }
 }
 
-/// Deny every access token of a subject (user or client) issued so far.
-async fn deny_subject(
-    state: &AppState,
-    kind: revocation::Kind,
-    id: &str,
-    now: DateTime<Utc>,
-    why: &str,
-) -> Result<(), Internal> {
-    revocation::deny(&state.db, now, kind, id, state.tokens.outstanding_until(now), why).await
-}
-
-/// Take every form of access away from a user: families, browser sessions,
-/// and (through the feed) their access tokens. Returns the families ended.
-async fn cut_off(state: &AppState, user_id: Uuid, now: DateTime<Utc>, why: &str) -> Result<u64, Internal> {
-    let ended = refresh::repo::revoke_for_user(&state.db, user_id, now, why).await?;
-    sessions::revoke_all_for_user(&state.db, now, user_id).await?;
-    deny_subject(state, revocation::Kind::Subject, &user_id.to_string(), now, why).await?;
-    Ok(ended)
-}
-
 /// The user `id`, or [`AdminError::UserNotFound`].
 pub async fn existing_user(state: &AppState, id: Uuid) -> Result<User, AdminError> {
     users::find(&state.db, id).await?.ok_or(AdminError::UserNotFound)
@@ -92,8 +69,10 @@ pub async fn ban_user(
     }
     existing_user(state, id).await?;
     let ban = users::Ban { at: now, until, reason: reason.clone() };
-    users::repo::set_ban(&state.db, id, Some(ban), now).await?;
-    let ended = cut_off(state, id, now, "banned").await?;
+    let txn = state.db.begin().await.map_err(Internal::from)?;
+    users::repo::set_ban(&txn, id, Some(ban), now).await?;
+    let ended = cut_off::user(&txn, state.reach(now), id, "banned").await?;
+    txn.commit().await.map_err(Internal::from)?;
     let event = Event::new(EventKind::UserBanned)
         .actor(actor)
         .subject(id)
@@ -157,16 +136,17 @@ pub async fn update_user(
     } else {
         None
     };
-    // Cut off before writing: if the cut-off fails, nothing has changed and
-    // a retry of the same request does it again.
+    // The change and its cut-off commit together, or neither does.
+    let txn = state.db.begin().await.map_err(Internal::from)?;
     let ended = match why {
-        Some(why) => cut_off(state, id, now, why).await?,
+        Some(why) => cut_off::user(&txn, state.reach(now), id, why).await?,
         None => 0,
     };
-    let user: User = users::repo::update_profile(&state.db, id, email, roles, patch.disabled, now)
+    let user: User = users::repo::update_profile(&txn, id, email, roles, patch.disabled, now)
         .await?
         .ok_or(AdminError::UserNotFound)?
         .into();
+    txn.commit().await.map_err(Internal::from)?;
     let event = Event::new(EventKind::UserUpdated)
         .actor(actor)
         .subject(id)
@@ -193,8 +173,10 @@ pub async fn reset_password(
     existing_user(state, id).await?;
     let hash = state.hasher.hash(password).await?;
     let now = state.now();
-    users::repo::set_new_password(&state.db, id, hash, now).await?;
-    let ended = cut_off(state, id, now, "password_reset").await?;
+    let txn = state.db.begin().await.map_err(Internal::from)?;
+    users::repo::set_new_password(&txn, id, hash, now).await?;
+    let ended = cut_off::user(&txn, state.reach(now), id, "password_reset").await?;
+    txn.commit().await.map_err(Internal::from)?;
     audit::record(
         &state.db,
         now,
@@ -211,11 +193,12 @@ pub async fn delete_user(state: &AppState, origin: &Origin, actor: Uuid, id: Uui
         return Err(AdminError::SelfAction("an admin cannot delete themselves"));
     }
     let now = state.now();
-    // Deny first: the rows (families, sessions) disappear with the user.
-    deny_subject(state, revocation::Kind::Subject, &id.to_string(), now, "deleted").await?;
-    if !users::repo::delete(&state.db, id).await? {
+    let txn = state.db.begin().await.map_err(Internal::from)?;
+    cut_off::user_deleted(&txn, state.reach(now), id).await?;
+    if !users::repo::delete(&txn, id).await? {
         return Err(AdminError::UserNotFound);
     }
+    txn.commit().await.map_err(Internal::from)?;
     audit::record(&state.db, now, origin, Event::new(EventKind::UserDeleted).actor(actor).subject(id)).await;
     Ok(())
 }
@@ -243,7 +226,7 @@ pub async fn end_user_session(
         return Err(AdminError::SessionNotFound);
     }
     let now = state.now();
-    if !authn::end_session(state, family_id, now, refresh::reason::REVOKED).await? {
+    if !cut_off::session(&state.db, state.reach(now), family_id, refresh::reason::REVOKED).await? {
         return Err(AdminError::SessionNotFound);
     }
     audit::record(
@@ -277,12 +260,10 @@ pub fn ip_range(net: ipnet::IpNet) -> (Vec<u8>, Vec<u8>) {
     (refresh::ip_bytes(net.network()), refresh::ip_bytes(net.broadcast()))
 }
 
-/// End every session matching the criteria in one statement; returns how
-/// many ended. With a `user_id`, the user's browser sessions and access
-/// tokens end too. For other criteria the access tokens of the ended
-/// sessions run out within the access-token lifetime (writing one feed entry
-/// per session could mean a million entries); ban the users concerned to cut
-/// those off at once.
+/// End every session matching the criteria and deny their access tokens
+/// (one `sid` entry each, written set-based); returns how many ended. With
+/// a `user_id`, the user's browser sessions and every access token of
+/// theirs end too.
 pub async fn bulk_revoke(
     state: &AppState,
     origin: &Origin,
@@ -296,6 +277,7 @@ pub async fn bulk_revoke(
         user_agent_contains: criteria.user_agent_contains.clone().filter(|s| !s.is_empty()),
         created_before: criteria.issued_before,
         created_after: criteria.issued_after,
+        except: None,
     };
     let has_criterion = filter.user_id.is_some()
         || filter.client_id.is_some()
@@ -309,13 +291,7 @@ pub async fn bulk_revoke(
         ));
     }
     let now = state.now();
-    let ended = refresh::repo::revoke_matching(&state.db, &filter, now, "bulk_revocation").await?;
-    // For one user, end the rest of their access too (browser sessions,
-    // outstanding access tokens); other criteria end refresh families only.
-    if let Some(user_id) = criteria.user_id {
-        sessions::revoke_all_for_user(&state.db, now, user_id).await?;
-        deny_subject(state, revocation::Kind::Subject, &user_id.to_string(), now, "bulk_revocation").await?;
-    }
+    let ended = cut_off::matching(&state.db, state.reach(now), &filter, "bulk_revocation").await?;
     let event = Event::new(EventKind::SessionsRevoked)
         .actor(actor)
         .detail("ended", ended)
@@ -326,20 +302,6 @@ pub async fn bulk_revoke(
         .detail("issued_before", criteria.issued_before.map(|t| t.to_rfc3339()))
         .detail("issued_after", criteria.issued_after.map(|t| t.to_rfc3339()));
     audit::record(&state.db, now, origin, event).await;
-    Ok(ended)
-}
-
-/// Take away everything a client was issued: its refresh families end and
-/// its access tokens (user and client-credentials alike) are denied until
-/// the last one expires. For a deleted or a disabled client.
-pub async fn cut_off_client(
-    state: &AppState,
-    client_id: &str,
-    now: DateTime<Utc>,
-    why: &str,
-) -> Result<u64, Internal> {
-    let ended = refresh::repo::revoke_for_client(&state.db, client_id, now, refresh::reason::REVOKED).await?;
-    deny_subject(state, revocation::Kind::Client, client_id, now, why).await?;
     Ok(ended)
 }
 
@@ -355,14 +317,15 @@ pub async fn update_client(
 ) -> Result<(clients::OAuthClient, Option<String>), ClientError> {
     let now = state.now();
     let current = clients::find(&state.db, client_id).await?.ok_or(ClientError::NotFound)?;
-    if disabled == Some(true) && !current.disabled {
-        // A disabled client keeps nothing it was issued. Cut off first, as
-        // for users, so a failed cut-off leaves the client enabled and the
-        // request can be retried.
-        cut_off_client(state, client_id, now, "client_disabled").await?;
-    }
     let algs = clients::id_token_algs(state.settings.signing_alg);
-    let (client, secret) = clients::update(&state.db, now, client_id, meta, disabled, &algs).await?;
+    // A disabled client keeps nothing it was issued; the change and the
+    // cut-off commit together.
+    let txn = state.db.begin().await.map_err(Internal::from)?;
+    if disabled == Some(true) && !current.disabled {
+        cut_off::client(&txn, state.reach(now), client_id, "client_disabled").await?;
+    }
+    let (client, secret) = clients::update(&txn, now, client_id, meta, disabled, &algs).await?;
+    txn.commit().await.map_err(Internal::from)?;
     audit::record(
         &state.db,
         now,
@@ -381,11 +344,11 @@ pub async fn delete_client(
     client_id: &str,
 ) -> Result<u64, ClientError> {
     let now = state.now();
-    // Cut off first, as for users: once the row is gone a failed cut-off
-    // could not be retried.
     clients::find(&state.db, client_id).await?.ok_or(ClientError::NotFound)?;
-    let ended = cut_off_client(state, client_id, now, "client_deleted").await?;
-    clients::delete(&state.db, client_id).await?;
+    let txn = state.db.begin().await.map_err(Internal::from)?;
+    let ended = cut_off::client(&txn, state.reach(now), client_id, "client_deleted").await?;
+    clients::delete(&txn, client_id).await?;
+    txn.commit().await.map_err(Internal::from)?;
     audit::record(
         &state.db,
         now,

@@ -13,7 +13,7 @@ use crate::config::SigningAlg;
 use crate::error::Internal;
 use crate::passwords::{HashError, Password, Verification};
 use crate::refresh::{self, NewFamily, Origin, RefreshError};
-use crate::revocation;
+use crate::revocation::{self, cut_off};
 use crate::scope::ScopeSet;
 use crate::state::AppState;
 use crate::tokens::{self, AccessClaims, AccessGrant, IdTokenClaims, TokenError};
@@ -219,10 +219,13 @@ pub async fn start_session(
             auth_time: session.auth_time,
             origin: origin.clone(),
         };
-        let (family, token, ended) =
+        let (family, token, overflow) =
             refresh::start(&state.db, &state.families, &state.refresh_codec, now, new).await?;
-        // Sessions ended by the per-user cap lose their access tokens too.
-        deny_sessions(state, &ended, now, refresh::reason::SESSION_LIMIT).await?;
+        let ended =
+            cut_off::sessions(&state.db, state.reach(now), overflow, refresh::reason::SESSION_LIMIT).await?;
+        if ended > 0 {
+            tracing::info!(ended, "oldest sessions ended by the per-user cap");
+        }
         Some((family, token))
     } else {
         None
@@ -386,7 +389,7 @@ pub async fn refresh(
         }
         Err(RefreshError::Reused { family_id, user_id }) => {
             state.metrics.refresh("reuse_detected");
-            deny_sessions(state, &[family_id], now, refresh::reason::REUSE_DETECTED).await?;
+            cut_off::session(&state.db, state.reach(now), family_id, refresh::reason::REUSE_DETECTED).await?;
             audit::record(
                 &state.db,
                 now,
@@ -407,7 +410,8 @@ pub async fn refresh(
     let family = refreshed.family;
     let user = users::find(&state.db, family.user_id).await?;
     let Some(user) = user.filter(|u| u.can_authenticate(now)) else {
-        end_session(state, family.id, now, refresh::reason::ACCOUNT_UNAVAILABLE).await?;
+        cut_off::session(&state.db, state.reach(now), family.id, refresh::reason::ACCOUNT_UNAVAILABLE)
+            .await?;
         return Err(RefreshFlowError::AccountUnavailable);
     };
     let granted = narrow.unwrap_or_else(|| ScopeSet::from_stored(&family.scope));
@@ -417,7 +421,7 @@ pub async fn refresh(
     // empty tokens; the user signs in again if the client is given scope back.
     // A family that never had any scope (a first-party login with none) goes on.
     if scope.is_empty() && !granted.is_empty() {
-        end_session(state, family.id, now, refresh::reason::SCOPE_WITHDRAWN).await?;
+        cut_off::session(&state.db, state.reach(now), family.id, refresh::reason::SCOPE_WITHDRAWN).await?;
         return Err(RefreshFlowError::ScopeWithdrawn);
     }
     let mut grant = sign_for_user(
@@ -446,42 +450,6 @@ pub fn first_party_scope(user_scopes: &ScopeSet) -> ScopeSet {
     user_scopes.with(ADMIN_SCOPE)
 }
 
-/// Deny every access token of a session until the last one expires.
-async fn deny_sessions(
-    state: &AppState,
-    family_ids: &[Uuid],
-    now: DateTime<Utc>,
-    why: &str,
-) -> Result<(), Internal> {
-    let until = state.tokens.outstanding_until(now);
-    let entries = family_ids
-        .iter()
-        .map(|id| revocation::Entry {
-            kind: revocation::Kind::Session,
-            value: id.to_string(),
-            expires_at: until,
-            reason: why.to_owned(),
-        })
-        .collect();
-    // One transaction for all of them: each takes the feed's writer lock.
-    revocation::deny_many(&state.db, now, entries).await
-}
-
-/// End a session: revoke its refresh family and deny its access tokens.
-/// Returns whether the family was live.
-pub async fn end_session(
-    state: &AppState,
-    family_id: Uuid,
-    now: DateTime<Utc>,
-    why: &str,
-) -> Result<bool, Internal> {
-    let ended = refresh::revoke(&state.db, family_id, now, why).await?;
-    if ended {
-        deny_sessions(state, &[family_id], now, why).await?;
-    }
-    Ok(ended)
-}
-
 /// End the session a refresh token belongs to. Unknown tokens are ignored:
 /// logging out twice is not an error, and the answer reveals nothing.
 pub async fn logout(
@@ -491,8 +459,11 @@ pub async fn logout(
     presented: &str,
 ) -> Result<(), Internal> {
     let now = state.now();
-    if let Some(family) = refresh::end(&state.db, &state.refresh_codec, now, presented, client_id).await? {
-        deny_sessions(state, &[family.id], now, refresh::reason::LOGOUT).await?;
+    let Some(family) = refresh::family_of(&state.db, &state.refresh_codec, presented, client_id).await?
+    else {
+        return Ok(());
+    };
+    if cut_off::session(&state.db, state.reach(now), family.id, refresh::reason::LOGOUT).await? {
         audit::record(
             &state.db,
             now,
@@ -507,21 +478,42 @@ pub async fn logout(
     Ok(())
 }
 
+/// The session a password change keeps signed in: the one of the token
+/// that asked.
+#[derive(Clone, Debug)]
+pub struct KeptSession {
+    pub family_id: Option<Uuid>,
+    pub scope: ScopeSet,
+    pub auth_time: DateTime<Utc>,
+}
+
+/// What a password change did. Not `Debug`: it holds a token.
+pub struct PasswordChange {
+    /// Other sessions ended.
+    pub sessions_ended: u64,
+    /// A new access token for the kept session: every token issued before
+    /// the change, the one that asked included, is denied.
+    pub grant: TokenGrant,
+}
+
 /// A user changes their own password, proving the current one.
 ///
 /// The check goes through the same rate limits and lockout as a login. On
-/// success every other session ends (its refresh token and, through `sid`
-/// entries in the feed, its access tokens), and so do browser sessions; the
-/// session the request came from (`keep`) stays signed in. Returns how many
-/// sessions ended.
+/// success the password and the cut-off ([`cut_off::password_changed`])
+/// commit together: every other session ends, and every access token of
+/// the user issued up to now is denied, tokens without a refresh family
+/// included. The session the request came from stays signed in (its
+/// refresh token keeps working) and receives a new access token, issued
+/// after the cut-off so that it works at once.
 pub async fn change_password(
     state: &AppState,
     origin: &Origin,
     user: &User,
-    keep: Option<Uuid>,
+    keep: KeptSession,
     current: &Password,
     new: &Password,
-) -> Result<u64, LoginError> {
+) -> Result<PasswordChange, LoginError> {
+    use sea_orm::TransactionTrait;
     let checked = check_password(state, origin, FIRST_PARTY_CLIENT_ID, &user.username, current).await?;
     if checked.id != user.id {
         // The username now names someone else (the user was deleted and the
@@ -530,25 +522,40 @@ pub async fn change_password(
     }
     let hash = state.hasher.hash(new).await?;
     let now = state.now();
-    users::repo::set_new_password(&state.db, user.id, hash, now).await?;
-    let others: Vec<Uuid> =
-        refresh::repo::live_for_user(&state.db, user.id, now, state.families.idle_timeout)
-            .await?
-            .into_iter()
-            .map(|f| f.id)
-            .filter(|id| Some(*id) != keep)
-            .collect();
-    let ended = refresh::repo::revoke_many(&state.db, others.clone(), now, "password_changed").await?;
-    deny_sessions(state, &others, now, "password_changed").await?;
-    crate::oauth::sessions::revoke_all_for_user(&state.db, now, user.id).await?;
+    let txn = state.db.begin().await.map_err(Internal::from)?;
+    users::repo::set_new_password(&txn, user.id, hash, now).await?;
+    let cut = cut_off::password_changed(&txn, state.reach(now), user.id, keep.family_id).await?;
+    txn.commit().await.map_err(Internal::from)?;
+    // `iat` counts whole seconds and the cut-off denies the whole current
+    // one: the kept session's token is issued in the next second.
+    let after = cut.issued_up_to + chrono::TimeDelta::seconds(1);
+    if let Ok(wait) = (after - state.now()).to_std() {
+        tokio::time::sleep(wait).await;
+    }
+    let issued_at = state.now().max(after);
+    let scope = keep.scope.intersection(&first_party_scope(&state.settings.user_scopes));
+    let grant = sign_for_user(
+        state,
+        user,
+        &SignRequest {
+            client_id: FIRST_PARTY_CLIENT_ID,
+            scope: &scope,
+            auth_time: keep.auth_time,
+            family_id: keep.family_id,
+            nonce: None,
+            id_token_alg: SigningAlg::Rs256,
+            jti: None,
+        },
+        issued_at,
+    )?;
     audit::record(
         &state.db,
-        now,
+        issued_at,
         origin,
-        Event::new(EventKind::PasswordChanged).subject(user.id).detail("families_ended", ended),
+        Event::new(EventKind::PasswordChanged).subject(user.id).detail("families_ended", cut.ended),
     )
     .await;
-    Ok(ended)
+    Ok(PasswordChange { sessions_ended: cut.ended, grant })
 }
 
 /// Who a valid bearer token speaks for.

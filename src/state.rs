@@ -48,6 +48,11 @@ impl AppState {
         self.0.clock.now()
     }
 
+    /// A cut-off at `now`: deny entries live as long as tokens issued now.
+    pub fn reach(&self, now: chrono::DateTime<chrono::Utc>) -> crate::revocation::Reach {
+        crate::revocation::Reach::new(now, &self.0.tokens)
+    }
+
     pub fn issuer(&self) -> &str {
         &self.0.tokens.issuer
     }

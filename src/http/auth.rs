@@ -256,15 +256,26 @@ pub struct PasswordChangeRequest {
     pub new_password: String,
 }
 
-#[derive(Object, Debug)]
+/// Not `Debug`: it holds a token.
+#[derive(Object)]
 pub struct PasswordChanged {
     /// How many of your other sessions were signed out.
     pub sessions_ended: u64,
+    /// A new access token for this session. Every access token issued
+    /// before the change is refused from now on, the one this request
+    /// presented included; this session's refresh token keeps working.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until `access_token` expires.
+    pub expires_in: u64,
+    pub scope: String,
 }
 
 #[derive(ApiResponse)]
 pub enum PasswordChangeResponse {
-    /// The password is changed; every other session has ended, this one stays.
+    /// The password is changed; every other session has ended; this one
+    /// stays, with the new access token in the body.
     #[oai(status = 200)]
     Ok(Json<PasswordChanged>),
 }
@@ -488,8 +499,10 @@ impl AuthApi {
     /// Change your password, proving the current one.
     ///
     /// Rate-limited and locked out like a login. Every other session of
-    /// yours ends (refresh tokens, their access tokens, browser sign-ins);
-    /// the session of this request's token stays.
+    /// yours ends (refresh tokens, their access tokens, browser sign-ins),
+    /// and every access token issued before the change is refused. The
+    /// session of this request's token stays signed in: its refresh token
+    /// keeps working and the response carries its new access token.
     ///
     /// Account endpoint: only tokens from `/auth/login` or `/auth/refresh`
     /// work here; a token issued to another client gets 403
@@ -509,9 +522,23 @@ impl AuthApi {
         if req.new_password == req.current_password {
             return Err(ApiError::validation("the new password must differ from the current one"));
         }
-        let keep = auth.0.claims.sid.as_deref().and_then(|s| Uuid::parse_str(s).ok());
+        let claims = &auth.0.claims;
+        let keep = authn::KeptSession {
+            family_id: claims.sid.as_deref().and_then(|s| Uuid::parse_str(s).ok()),
+            scope: ScopeSet::from_stored(&claims.scope),
+            auth_time: claims
+                .auth_time
+                .and_then(|t| DateTime::from_timestamp(t, 0))
+                .unwrap_or_else(|| state.now()),
+        };
         match authn::change_password(&state, &origin.0, user, keep, &current, &new).await {
-            Ok(sessions_ended) => Ok(PasswordChangeResponse::Ok(Json(PasswordChanged { sessions_ended }))),
+            Ok(done) => Ok(PasswordChangeResponse::Ok(Json(PasswordChanged {
+                sessions_ended: done.sessions_ended,
+                access_token: done.grant.access_token,
+                token_type: "Bearer".to_owned(),
+                expires_in: done.grant.expires_in,
+                scope: done.grant.scope,
+            }))),
             Err(authn::LoginError::InvalidCredentials) => {
                 Err(ApiError::forbidden("invalid_credentials", "the current password is wrong"))
             }

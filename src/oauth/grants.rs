@@ -13,8 +13,8 @@ use crate::authn::{self, SessionRequest, TokenGrant};
 use crate::clients::{GrantType, OAuthClient};
 use crate::config::SigningAlg;
 use crate::passwords::Password;
-use crate::refresh::{self, Origin};
-use crate::revocation;
+use crate::refresh::Origin;
+use crate::revocation::cut_off;
 use crate::scope::ScopeSet;
 use crate::state::AppState;
 use crate::tokens::{self, AccessGrant};
@@ -260,12 +260,7 @@ async fn revoke_issued(
     access_jti: Option<String>,
     access_expires_at: Option<DateTime<Utc>>,
 ) -> Result<(), OAuthError> {
-    if let Some(family_id) = family_id {
-        authn::end_session(state, family_id, now, refresh::reason::REVOKED).await?;
-    }
-    if let (Some(jti), Some(exp)) = (access_jti, access_expires_at) {
-        revocation::deny(&state.db, now, revocation::Kind::Jti, &jti, exp + tokens::LEEWAY, "code_reuse")
-            .await?;
-    }
+    let access = access_jti.zip(access_expires_at.map(|exp| exp + tokens::LEEWAY));
+    cut_off::code_reused(&state.db, state.reach(now), family_id, access).await?;
     Ok(())
 }

@@ -7,10 +7,9 @@
 //! tokens are answered with success (§2.2): there is nothing left to revoke.
 
 use super::OAuthError;
-use crate::authn;
 use crate::clients::OAuthClient;
 use crate::refresh::{self, RefreshToken};
-use crate::revocation;
+use crate::revocation::cut_off;
 use crate::state::AppState;
 use crate::tokens;
 
@@ -21,7 +20,7 @@ pub async fn revoke(state: &AppState, client: &OAuthClient, token: &str) -> Resu
         if family.client_id != client.client_id {
             return Err(OAuthError::unauthorized_client("the token was not issued to this client"));
         }
-        authn::end_session(state, family_id, now, refresh::reason::REVOKED).await?;
+        cut_off::session(&state.db, state.reach(now), family_id, refresh::reason::REVOKED).await?;
         return Ok(());
     }
     match tokens::verify_access(&state.keyring, &state.tokens, now, token) {
@@ -30,7 +29,7 @@ pub async fn revoke(state: &AppState, client: &OAuthClient, token: &str) -> Resu
                 return Err(OAuthError::unauthorized_client("the token was not issued to this client"));
             }
             let until = claims.expires_at() + tokens::LEEWAY;
-            revocation::deny(&state.db, now, revocation::Kind::Jti, &claims.jti, until, "revoked").await?;
+            cut_off::token(&state.db, now, &claims.jti, until, "revoked").await?;
             Ok(())
         }
         // Expired, forged or foreign to this issuer: nothing to revoke.

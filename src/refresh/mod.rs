@@ -181,7 +181,8 @@ pub(crate) fn clean_user_agent(ua: Option<&str>) -> Option<String> {
 }
 
 /// Start a family and return it with its first token and the ids of the
-/// user's oldest live families it ended to respect the per-user cap.
+/// user's oldest live families beyond the per-user cap, which the caller
+/// ends ([`crate::revocation::cut_off::sessions`]).
 #[tracing::instrument(skip_all, fields(user_id = %new.user_id))]
 pub async fn start(
     db: &impl ConnectionTrait,
@@ -211,10 +212,6 @@ pub async fn start(
     let overflow =
         repo::overflow_for_user(db, family.user_id, policy.max_per_user as usize, now, policy.idle_timeout)
             .await?;
-    let ended = repo::revoke_many(db, overflow.clone(), now, reason::SESSION_LIMIT).await?;
-    if ended > 0 {
-        tracing::info!(ended, "oldest sessions ended by the per-user cap");
-    }
     let token = codec.encode(family.id, family.counter);
     tracing::info!(family_id = %family.id, "refresh family started");
     Ok((family, token, overflow))
@@ -264,8 +261,8 @@ pub async fn refresh(
         let token = codec.encode(family_id, family.counter);
         return Ok(Refreshed { family, token, rotation: Rotation::GraceReplay });
     }
-    repo::revoke(db, family_id, now, reason::REUSE_DETECTED).await?;
-    tracing::warn!(%family_id, user_id = %family.user_id, presented = counter, current = family.counter, "refresh token reuse detected; family revoked");
+    // The caller ends the family ([`crate::revocation::cut_off::session`]).
+    tracing::warn!(%family_id, user_id = %family.user_id, presented = counter, current = family.counter, "refresh token reuse detected");
     Err(RefreshError::Reused { family_id, user_id: family.user_id })
 }
 
@@ -279,35 +276,17 @@ fn check_usable(family: &Family, policy: &FamilyPolicy, now: DateTime<Utc>) -> R
     Ok(())
 }
 
-/// End the family `presented` belongs to (logout). Any authentic token of the
-/// family works, even an old one: ending a session only takes access away.
-/// Returns the family if this call ended it.
-pub async fn end(
+/// The family `presented` belongs to, if it was issued to `client_id`
+/// (logout, RFC 7009). Any authentic token of the family counts, even an
+/// old one: ending a session only takes access away.
+pub async fn family_of(
     db: &impl ConnectionTrait,
     codec: &RefreshTokenCodec,
-    now: DateTime<Utc>,
     presented: &str,
     client_id: &str,
 ) -> Result<Option<Family>, Internal> {
     let Some(RefreshToken { family_id, .. }) = codec.decode(presented) else {
         return Ok(None);
     };
-    let Some(family) = repo::by_id(db, family_id).await? else {
-        return Ok(None);
-    };
-    if family.client_id != client_id {
-        return Ok(None);
-    }
-    let ended = repo::revoke(db, family_id, now, reason::LOGOUT).await?;
-    Ok(ended.then(|| family.into()))
-}
-
-/// End one family by id (account unavailable, admin action).
-pub async fn revoke(
-    db: &impl ConnectionTrait,
-    id: Uuid,
-    now: DateTime<Utc>,
-    why: &str,
-) -> Result<bool, Internal> {
-    repo::revoke(db, id, now, why).await
+    Ok(repo::by_id(db, family_id).await?.filter(|f| f.client_id == client_id).map(Family::from))
 }

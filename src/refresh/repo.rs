@@ -8,7 +8,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use uuid::Uuid;
 
@@ -41,18 +42,6 @@ pub async fn advance(db: &impl ConnectionTrait, id: Uuid, counter: i64, now: Dat
     Ok(result.rows_affected == 1)
 }
 
-/// End a family. `true` if it was live.
-pub async fn revoke(db: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>, reason: &str) -> Result<bool> {
-    let result = Families::update_many()
-        .col_expr(Column::RevokedAt, Expr::value(now))
-        .col_expr(Column::RevokedReason, Expr::value(reason))
-        .filter(Column::Id.eq(id))
-        .filter(Column::RevokedAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
-}
-
 /// Families of a user that are live at `now`, newest first.
 pub async fn live_for_user(
     db: &impl ConnectionTrait,
@@ -71,24 +60,35 @@ pub async fn live_for_user(
         .await?)
 }
 
-/// Revoke the given families in one statement; returns how many ended.
-pub async fn revoke_many(
+/// End those of the given families that are live; returns their ids.
+pub async fn revoke_ids(
     db: &impl ConnectionTrait,
-    ids: Vec<Uuid>,
+    ids: &[Uuid],
     now: DateTime<Utc>,
     reason: &str,
-) -> Result<u64> {
+) -> Result<Vec<Uuid>> {
     if ids.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    let result = Families::update_many()
+    let live: Vec<Uuid> = Families::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(Column::Id.is_in(ids.iter().copied()))
+        .filter(Column::RevokedAt.is_null())
+        .into_tuple()
+        .all(db)
+        .await?;
+    if live.is_empty() {
+        return Ok(live);
+    }
+    Families::update_many()
         .col_expr(Column::RevokedAt, Expr::value(now))
         .col_expr(Column::RevokedReason, Expr::value(reason))
-        .filter(Column::Id.is_in(ids))
+        .filter(Column::Id.is_in(live.iter().copied()))
         .filter(Column::RevokedAt.is_null())
         .exec(db)
         .await?;
-    Ok(result.rows_affected)
+    Ok(live)
 }
 
 /// Ids of a user's live families beyond the newest `keep`. The per-user cap
@@ -116,17 +116,6 @@ pub async fn overflow_for_user(
     Ok(ids.into_iter().skip(keep).collect())
 }
 
-/// Revoke every live family of a client in one statement.
-pub async fn revoke_for_client(
-    db: &impl ConnectionTrait,
-    client_id: &str,
-    now: DateTime<Utc>,
-    reason: &str,
-) -> Result<u64> {
-    let filter = FamilyFilter { client_id: Some(client_id.to_owned()), ..FamilyFilter::default() };
-    revoke_matching(db, &filter, now, reason).await
-}
-
 /// Which families a bulk revocation ends. Every set field must match.
 #[derive(Clone, Debug, Default)]
 pub struct FamilyFilter {
@@ -138,6 +127,49 @@ pub struct FamilyFilter {
     pub user_agent_contains: Option<String>,
     pub created_before: Option<DateTime<Utc>>,
     pub created_after: Option<DateTime<Utc>>,
+    /// This family does not match (the session a password change keeps).
+    pub except: Option<Uuid>,
+}
+
+impl FamilyFilter {
+    /// The families the filter selects, live or not.
+    pub fn condition(&self) -> Condition {
+        use sea_orm::ExprTrait;
+        use sea_orm::sea_query::{Func, LikeExpr};
+        let mut c = Condition::all();
+        if let Some(user) = self.user_id {
+            c = c.add(Column::UserId.eq(user));
+        }
+        if let Some(client) = &self.client_id {
+            c = c.add(Column::ClientId.eq(client.as_str()));
+        }
+        if let Some((lo, hi)) = &self.ip_range {
+            c = c.add(Column::IpBin.between(lo.clone(), hi.clone()));
+        }
+        if let Some(ua) = &self.user_agent_contains {
+            let pattern = format!("%{}%", crate::sql::like_escape(&ua.to_lowercase()));
+            c = c.add(
+                Expr::expr(Func::lower(Expr::col(Column::UserAgent)))
+                    .like(LikeExpr::new(pattern).escape('\\')),
+            );
+        }
+        if let Some(before) = self.created_before {
+            c = c.add(Column::CreatedAt.lt(before));
+        }
+        if let Some(after) = self.created_after {
+            c = c.add(Column::CreatedAt.gt(after));
+        }
+        if let Some(except) = self.except {
+            c = c.add(Column::Id.ne(except));
+        }
+        c
+    }
+
+    /// The families a [`revoke_matching`] call at `now` for `reason` ended
+    /// (read in the same transaction).
+    pub fn ended_by(&self, now: DateTime<Utc>, reason: &str) -> Condition {
+        self.condition().add(Column::RevokedAt.eq(now)).add(Column::RevokedReason.eq(reason))
+    }
 }
 
 /// End every live family matching `filter`, in one set-based statement.
@@ -147,43 +179,10 @@ pub async fn revoke_matching(
     now: DateTime<Utc>,
     reason: &str,
 ) -> Result<u64> {
-    use sea_orm::ExprTrait;
-    use sea_orm::sea_query::{Func, LikeExpr};
-    let mut update = Families::update_many()
+    let update = Families::update_many()
         .col_expr(Column::RevokedAt, Expr::value(now))
         .col_expr(Column::RevokedReason, Expr::value(reason))
-        .filter(Column::RevokedAt.is_null());
-    if let Some(user) = filter.user_id {
-        update = update.filter(Column::UserId.eq(user));
-    }
-    if let Some(client) = &filter.client_id {
-        update = update.filter(Column::ClientId.eq(client.as_str()));
-    }
-    if let Some((lo, hi)) = &filter.ip_range {
-        update = update.filter(Column::IpBin.between(lo.clone(), hi.clone()));
-    }
-    if let Some(ua) = &filter.user_agent_contains {
-        let pattern = format!("%{}%", crate::sql::like_escape(&ua.to_lowercase()));
-        update = update.filter(
-            Expr::expr(Func::lower(Expr::col(Column::UserAgent))).like(LikeExpr::new(pattern).escape('\\')),
-        );
-    }
-    if let Some(before) = filter.created_before {
-        update = update.filter(Column::CreatedAt.lt(before));
-    }
-    if let Some(after) = filter.created_after {
-        update = update.filter(Column::CreatedAt.gt(after));
-    }
+        .filter(Column::RevokedAt.is_null())
+        .filter(filter.condition());
     Ok(update.exec(db).await?.rows_affected)
-}
-
-/// End every live family of a user in one statement.
-pub async fn revoke_for_user(
-    db: &impl ConnectionTrait,
-    user_id: Uuid,
-    now: DateTime<Utc>,
-    reason: &str,
-) -> Result<u64> {
-    let filter = FamilyFilter { user_id: Some(user_id), ..FamilyFilter::default() };
-    revoke_matching(db, &filter, now, reason).await
 }

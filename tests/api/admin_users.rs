@@ -212,11 +212,14 @@ db_test!(async fn users_change_their_password_and_sign_out_other_devices(backend
 
     let resp = change(PASSWORD, "a fresh long password").await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.unwrap()["sessions_ended"], 2, "both phone sessions");
-    // The other device is signed out at once; this one stays.
+    let changed: Value = resp.json().await.unwrap();
+    assert_eq!(changed["sessions_ended"], 2, "both phone sessions");
+    // The other device is signed out at once; this one stays, with the new
+    // access token (the old one is refused like every older token).
     assert_error(app.refresh(phone["refresh_token"].as_str().unwrap()).await, 401, "invalid_refresh_token").await;
     assert_error(app.get_with_token("/auth/me", phone["access_token"].as_str().unwrap()).await, 401, "invalid_token").await;
-    assert_eq!(app.get_with_token("/auth/me", token).await.status(), 200);
+    assert_error(app.get_with_token("/auth/me", token).await, 401, "invalid_token").await;
+    assert_eq!(app.get_with_token("/auth/me", changed["access_token"].as_str().unwrap()).await.status(), 200);
     assert_eq!(app.refresh(laptop["refresh_token"].as_str().unwrap()).await.status(), 200);
     // Only the new password signs in, and new sessions work immediately.
     assert_error(app.login("user", PASSWORD).await, 401, "invalid_credentials").await;
@@ -313,6 +316,9 @@ db_test!(async fn bulk_revocation_ends_exactly_the_matching_families(backend) {
     let resp = admin_post(&app, &admin, "/admin/sessions/revoke", json!({"issued_before": cutoff.to_rfc3339()})).await;
     // The older live families: the admin's own sign-in and `outside_v4`.
     assert_eq!(resp.json::<Value>().await.unwrap()["revoked"], 2);
+    // The admin's own access token went with its session: sign in again.
+    assert_error(admin_post(&app, &admin, "/admin/sessions/revoke", json!({"all": true})).await, 401, "invalid_token").await;
+    let admin = oauth_support::admin_token(&app).await;
     assert!(!still_works(&app, &outside_v4).await);
     assert!(still_works(&app, &newer_a).await);
     let resp = admin_post(&app, &admin, "/admin/sessions/revoke", json!({"user_agent_contains": "curl"})).await;

@@ -33,5 +33,6 @@ mod register_login;
 mod restart;
 mod spa_example;
 mod strict_input;
+mod taking_access;
 mod tasks_e2e;
 mod token_attacks;

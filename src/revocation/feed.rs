@@ -1,4 +1,4 @@
-//! Revocations: the deny list and the feed relying services follow.
+//! The deny list and the feed relying services follow.
 //!
 //! Access tokens are verified offline, so ending one early needs a list
 //! every verifier can consult. Each entry names what it denies:
@@ -23,10 +23,10 @@
 //! seen everything below `n`, across replicas and restarts.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionSession, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, ExprTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::entities::revocation_cursor;
@@ -67,22 +67,37 @@ pub struct Entry {
     pub value: String,
     pub expires_at: DateTime<Utc>,
     pub reason: String,
+    /// Deny tokens issued at or before this instant instead of the default
+    /// (`now` for `jti`, `now + CUT_OFF_MARGIN` for the others).
+    pub issued_up_to: Option<DateTime<Utc>>,
 }
 
-/// Add entries, in feed order, atomically.
-pub async fn deny_many<C: TransactionTrait>(db: &C, now: DateTime<Utc>, entries: Vec<Entry>) -> Result<()> {
-    if entries.is_empty() {
-        return Ok(());
+impl Entry {
+    pub fn new(kind: Kind, value: impl Into<String>, expires_at: DateTime<Utc>, reason: &str) -> Self {
+        Entry { kind, value: value.into(), expires_at, reason: reason.to_owned(), issued_up_to: None }
     }
-    let txn = db.begin().await?;
-    // The lock that orders writers (see the module docs).
+}
+
+/// Take the lock that orders feed writers (see the module docs). Every
+/// cut-off transaction starts here, before [`append`]: its first statement
+/// is then a write, so SQLite takes the write lock at once (waiting on
+/// `busy_timeout`) instead of failing to upgrade a read transaction.
+pub(super) async fn lock(txn: &DatabaseTransaction) -> Result<()> {
     let locked = revocation_cursor::Entity::update_many()
         .col_expr(revocation_cursor::Column::Writes, Expr::col(revocation_cursor::Column::Writes).add(1))
         .filter(revocation_cursor::Column::Id.eq(1))
-        .exec(&txn)
+        .exec(txn)
         .await?;
     if locked.rows_affected != 1 {
         return Err(crate::error::Internal(anyhow::anyhow!("the revocation_cursor row is missing")));
+    }
+    Ok(())
+}
+
+/// Add entries, in feed order, within `txn`, which holds the [`lock`].
+pub(super) async fn append(txn: &DatabaseTransaction, now: DateTime<Utc>, entries: Vec<Entry>) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
     }
     // A token already denied stays denied: do not write it again.
     let jtis: Vec<&str> = entries.iter().filter(|e| e.kind == Kind::Jti).map(|e| e.value.as_str()).collect();
@@ -96,14 +111,18 @@ pub async fn deny_many<C: TransactionTrait>(db: &C, now: DateTime<Utc>, entries:
             .filter(Column::Value.is_in(jtis))
             .filter(Column::ExpiresAt.gt(now))
             .into_tuple()
-            .all(&txn)
+            .all(txn)
             .await?
     };
     let rows: Vec<revocations::ActiveModel> = entries
         .into_iter()
         .filter(|e| !(e.kind == Kind::Jti && known.contains(&e.value)))
         .map(|e| revocations::ActiveModel {
-            created_at: sea_orm::Set(if e.kind == Kind::Jti { now } else { now + CUT_OFF_MARGIN }),
+            created_at: sea_orm::Set(e.issued_up_to.unwrap_or(if e.kind == Kind::Jti {
+                now
+            } else {
+                now + CUT_OFF_MARGIN
+            })),
             kind: sea_orm::Set(e.kind.as_str().to_owned()),
             value: sea_orm::Set(e.value),
             reason: sea_orm::Set(Some(e.reason)),
@@ -112,23 +131,53 @@ pub async fn deny_many<C: TransactionTrait>(db: &C, now: DateTime<Utc>, entries:
         })
         .collect();
     if !rows.is_empty() {
-        Revocations::insert_many(rows).exec(&txn).await?;
+        Revocations::insert_many(rows).exec(txn).await?;
     }
-    txn.commit().await?;
     Ok(())
 }
 
-/// Add one entry valid until `expires_at`.
-pub async fn deny<C: TransactionTrait>(
-    db: &C,
+/// Add one `sid` entry for every family `ended` selects, in one
+/// `INSERT ... SELECT`: a bulk revocation of a million sessions is two
+/// statements, not a million. `txn` holds the [`lock`]. Returns how many
+/// entries were written.
+pub(super) async fn append_sessions(
+    txn: &DatabaseTransaction,
     now: DateTime<Utc>,
-    kind: Kind,
-    value: &str,
+    ended: Condition,
     expires_at: DateTime<Utc>,
     reason: &str,
-) -> Result<()> {
-    deny_many(db, now, vec![Entry { kind, value: value.to_owned(), expires_at, reason: reason.to_owned() }])
-        .await
+) -> Result<u64> {
+    use crate::entities::refresh_families::{Column as F, Entity as Families};
+    // The feed's `value` is the family id as text, as the `sid` claim has it.
+    let sid = match txn.get_database_backend() {
+        DbBackend::Postgres => Expr::cust("CAST(\"refresh_families\".\"id\" AS TEXT)"),
+        // sqlx stores a UUID in SQLite as its 16 bytes.
+        _ => Expr::cust(
+            "lower(substr(hex(\"refresh_families\".\"id\"), 1, 8) || '-' || \
+             substr(hex(\"refresh_families\".\"id\"), 9, 4) || '-' || \
+             substr(hex(\"refresh_families\".\"id\"), 13, 4) || '-' || \
+             substr(hex(\"refresh_families\".\"id\"), 17, 4) || '-' || \
+             substr(hex(\"refresh_families\".\"id\"), 21, 12))",
+        ),
+    };
+    let select = Query::select()
+        .expr(Expr::val(now + CUT_OFF_MARGIN))
+        .expr(Expr::val(Kind::Session.as_str()))
+        .expr(sid)
+        .expr(Expr::val(reason))
+        .expr(Expr::val(expires_at + CUT_OFF_MARGIN))
+        .from(Families)
+        .cond_where(ended)
+        .order_by(F::Id, sea_orm::Order::Asc)
+        .to_owned();
+    let insert = Query::insert()
+        .into_table(Revocations)
+        .columns([Column::CreatedAt, Column::Kind, Column::Value, Column::Reason, Column::ExpiresAt])
+        .select_from(select)
+        .map_err(|e| crate::error::Internal(anyhow::anyhow!("building the bulk deny statement: {e}")))?
+        .to_owned();
+    let result = txn.execute(&insert).await?;
+    Ok(result.rows_affected())
 }
 
 /// Is this token denied at `now`?
