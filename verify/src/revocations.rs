@@ -395,17 +395,15 @@ impl RevocationList {
         }
         let leeway = self.leeway;
         l.sweep(|k| k.expires_at.saturating_add(leeway) > now);
-        let floor_before = l.floor;
         let dropped_jti = self.trim_jti(l);
         let dropped_others = self.trim_others(l);
         if dropped_jti + dropped_others > 0 {
             l.dropped += (dropped_jti + dropped_others) as u64;
-            let floor = l.floor.filter(|f| Some(*f) != floor_before);
             tracing::warn!(
                 dropped_jti,
                 dropped_others,
-                floor_issued_at = floor.map(|f| f.issued_at),
-                floor_until = floor.map(|f| f.until),
+                floor_issued_at = l.floor.map(|f| f.issued_at),
+                floor_until = l.floor.map(|f| f.until),
                 "revocation list over its memory bound; dropped the entries closest to expiry \
                  and denying every token issued at or before floor_issued_at until floor_until"
             );

@@ -259,7 +259,9 @@ impl Verifier {
         if claims.nbf.is_some_and(|nbf| nbf - leeway > now) {
             return Err(VerifyError::NotYetValid);
         }
-        let revocations = self.inner.revocations.lock().ok().and_then(|r| r.clone());
+        // A poisoned lock still holds the list: keep checking it (fail closed).
+        let revocations =
+            self.inner.revocations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         if revocations.is_some_and(|list| list.denies(&claims, now)) {
             return Err(VerifyError::Revoked);
         }
@@ -324,9 +326,8 @@ impl Verifier {
     ) -> RevocationHandle {
         let leeway = i64::try_from(self.inner.config.leeway.as_secs()).unwrap_or(0);
         let list = Arc::new(RevocationList::new(options, leeway));
-        if let Ok(mut slot) = self.inner.revocations.lock() {
-            *slot = Some(Arc::clone(&list));
-        }
+        *self.inner.revocations.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Arc::clone(&list));
         let task = tokio::spawn(crate::revocations::follow(
             self.inner.config.issuer.clone(),
             self.inner.config.http.clone(),
