@@ -203,7 +203,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 None,
                 verifier.config().http.clone(),
             );
-            Some(verifier.follow_revocations(credentials, 1_000_000))
+            Some(verifier.follow_revocations(credentials))
         }
         _ => None,
     };

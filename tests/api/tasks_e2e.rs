@@ -150,7 +150,7 @@ db_test!(async fn with_the_revocation_feed_a_banned_user_is_refused_within_secon
         None,
         reqwest::Client::new(),
     );
-    let feed = verifier.follow_revocations(credentials, 10_000);
+    let feed = verifier.follow_revocations(credentials);
     let tasks = serve_tasks(verifier).await;
     let alice = token_for(&app, "user", None).await;
     assert_eq!(call(reqwest::Method::GET, format!("{tasks}/tasks"), &alice, None).await.status(), 200);

@@ -21,10 +21,13 @@
 //!   `aud`, `exp` and `nbf` with a small leeway, and the required claims.
 //! - [`Verifier::follow_revocations`] follows latchkey's revocation feed so
 //!   revoked tokens and banned users are refused before their tokens expire,
-//!   in bounded memory.
+//!   in bounded memory, failing closed: when a bound is reached it denies
+//!   older tokens rather than forget a revocation.
 //! - With the `poem` feature, [`poem_support::Authenticated`] is an
 //!   extractor (`Bearer` → [`Claims`], `401`/`403` with the right
 //!   `WWW-Authenticate`), plus scope and role guards.
+
+#![forbid(unsafe_code)]
 
 mod claims;
 mod clock;
@@ -41,7 +44,15 @@ pub use claims::Claims;
 pub use clock::{Clock, SystemClock};
 pub use credentials::{ClientCredentials, CredentialsError};
 pub use error::{DiscoveryError, VerifyError};
-pub use revocations::RevocationStats;
+pub use revocations::{DEFAULT_MAX_ENTRIES, DEFAULT_MAX_JTI_ENTRIES, RevocationOptions, RevocationStats};
+pub use verifier::RevocationHandle;
+
+/// The revocation list without the network, for the benchmark in
+/// `benches/revocations.rs`. Not part of the stable API.
+#[doc(hidden)]
+pub mod bench_support {
+    pub use crate::revocations::{FeedEntry, RevocationList};
+}
 pub use verifier::{Algorithm, Verifier, VerifierConfig, VerifierStats};
 
 #[cfg(test)]

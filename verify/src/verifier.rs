@@ -13,7 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::credentials::ClientCredentials;
 use crate::error::{DiscoveryError, VerifyError};
 use crate::jwks::KeySet;
-use crate::revocations::{RevocationList, RevocationStats};
+use crate::revocations::{RevocationList, RevocationOptions, RevocationStats};
 
 /// Tokens longer than this are refused before parsing.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -259,7 +259,9 @@ impl Verifier {
         if claims.nbf.is_some_and(|nbf| nbf - leeway > now) {
             return Err(VerifyError::NotYetValid);
         }
-        let revocations = self.inner.revocations.lock().ok().and_then(|r| r.clone());
+        // A poisoned lock still holds the list: keep checking it (fail closed).
+        let revocations =
+            self.inner.revocations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         if revocations.is_some_and(|list| list.denies(&claims, now)) {
             return Err(VerifyError::Revoked);
         }
@@ -292,14 +294,40 @@ impl Verifier {
 
     /// Follow the issuer's revocation feed with a client that holds scope
     /// `revocations:read`, so revoked tokens and banned users are refused
-    /// before their tokens expire. Keeps at most `max_entries` entries.
+    /// before their tokens expire, with the default bounds
+    /// ([`RevocationOptions::default`]: [`DEFAULT_MAX_ENTRIES`] `sid`,
+    /// `subject` and `client` entries, enough for a bulk revocation of a
+    /// million sessions, and [`DEFAULT_MAX_JTI_ENTRIES`] `jti` entries).
+    ///
+    /// The list fails closed. Revocations of single tokens (`jti`), which a
+    /// public client can create cheaply for its own tokens, never push out a
+    /// session, user or client entry: each kind has its own bound. If a
+    /// bound is reached, the entries closest to expiry are dropped and
+    /// replaced by a floor: every token issued at or before the newest
+    /// dropped entry is denied until that entry would have expired. The
+    /// trade-off: a flood of `jti` revocations beyond the bound makes this
+    /// verifier refuse older, still valid tokens too (their clients refresh
+    /// and get new ones), never accept a revoked one.
+    /// [`RevocationStats::floor_until`] tells when that is the case.
+    ///
+    /// [`DEFAULT_MAX_ENTRIES`]: crate::DEFAULT_MAX_ENTRIES
+    /// [`DEFAULT_MAX_JTI_ENTRIES`]: crate::DEFAULT_MAX_JTI_ENTRIES
     #[must_use = "the feed is followed only while the handle lives"]
-    pub fn follow_revocations(&self, credentials: ClientCredentials, max_entries: usize) -> RevocationHandle {
+    pub fn follow_revocations(&self, credentials: ClientCredentials) -> RevocationHandle {
+        self.follow_revocations_with(credentials, RevocationOptions::default())
+    }
+
+    /// [`Verifier::follow_revocations`] with other bounds.
+    #[must_use = "the feed is followed only while the handle lives"]
+    pub fn follow_revocations_with(
+        &self,
+        credentials: ClientCredentials,
+        options: RevocationOptions,
+    ) -> RevocationHandle {
         let leeway = i64::try_from(self.inner.config.leeway.as_secs()).unwrap_or(0);
-        let list = Arc::new(RevocationList::new(max_entries, leeway));
-        if let Ok(mut slot) = self.inner.revocations.lock() {
-            *slot = Some(Arc::clone(&list));
-        }
+        let list = Arc::new(RevocationList::new(options, leeway));
+        *self.inner.revocations.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Arc::clone(&list));
         let task = tokio::spawn(crate::revocations::follow(
             self.inner.config.issuer.clone(),
             self.inner.config.http.clone(),
