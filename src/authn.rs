@@ -112,7 +112,7 @@ pub async fn check_password(
         .await;
         return Err(LoginError::InvalidCredentials);
     };
-    attempt.succeeded();
+    attempt.succeeded(now);
     let user = User::from(row);
     if !user.can_authenticate(now) {
         let reason = if user.disabled { "account_disabled" } else { "account_banned" };

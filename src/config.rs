@@ -212,6 +212,8 @@ pub struct Settings {
     pub login_rate_per_ip: u32,
     /// Token-endpoint and refresh requests per minute per client address (0: unlimited).
     pub token_rate_per_ip: u32,
+    /// `POST /auth/register` requests per hour per client address (0: unlimited).
+    pub register_rate_per_ip: u32,
     /// Failed logins per minute for one username before failing addresses must wait.
     pub username_failure_rate: u32,
     /// Failures of one username from one address before that pair is locked (0: never).
@@ -268,6 +270,7 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("CLIENT_SECRET_OVERLAP", Some("86400")),
     ("LOGIN_RATE_PER_IP", Some("30")),
     ("TOKEN_RATE_PER_IP", Some("300")),
+    ("REGISTER_RATE_PER_IP", Some("20")),
     ("USERNAME_FAILURE_RATE", Some("10")),
     ("LOCKOUT_THRESHOLD", Some("5")),
     ("LOCKOUT_DURATION", Some("900")),
@@ -432,6 +435,7 @@ impl Settings {
             client_secret_overlap: seconds("CLIENT_SECRET_OVERLAP")?,
             login_rate_per_ip: small("LOGIN_RATE_PER_IP")?,
             token_rate_per_ip: small("TOKEN_RATE_PER_IP")?,
+            register_rate_per_ip: small("REGISTER_RATE_PER_IP")?,
             username_failure_rate: small("USERNAME_FAILURE_RATE")?,
             lockout_threshold: small("LOCKOUT_THRESHOLD")?,
             lockout_duration: seconds("LOCKOUT_DURATION")?,
@@ -609,6 +613,7 @@ impl Settings {
             tls: None,
             login_rate_per_ip: 0,
             token_rate_per_ip: 0,
+            register_rate_per_ip: 0,
             username_failure_rate: 0,
             lockout_threshold: 0,
             lockout_duration: Duration::from_secs(900),

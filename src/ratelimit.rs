@@ -1,22 +1,53 @@
-//! Brute-force protection, in memory, per replica.
+//! Brute-force and flood protection, in memory, per replica.
 //!
-//! - **Per address**: every password check and every token request counts
-//!   against the client address (IPv6 grouped by /64, since one host owns a
-//!   whole /64). A generic cell rate (GCRA): `limit` per minute, bursts up
-//!   to `limit`.
+//! - **Per address**: every password check, every token request and every
+//!   registration counts against the client address (see [`address_key`]).
+//!   A generic cell rate (GCRA): `limit` per period, bursts up to `limit`.
 //! - **Per username and address**: after `threshold` failures the pair is
 //!   locked for `lockout`. Only that address is locked out, so an attacker
 //!   cannot lock a user out of everywhere.
-//! - **Per username, globally**: when failures for one username come in
-//!   faster than `username_failures` per minute (a distributed guess), every
-//!   address that already failed for it must wait out its lockout window;
-//!   addresses with no failures still get through, so the user can still
-//!   sign in while the attack is slowed to one guess per address.
+//! - **Per username, globally** (a distributed guess from many addresses):
+//!   failures for one username are counted at `username_failures` per
+//!   minute (an attempt from an address not known for it counts from the
+//!   start, and is given back if it succeeds, so a burst of concurrent
+//!   guesses is seen before any hash finishes). When they come in faster,
+//!   the username is *under attack* until `lockout` has passed without a
+//!   failure for it. While it lasts:
+//!   - an address that already failed for it waits out its lockout window;
+//!   - every other attempt for it draws from one per-username budget of
+//!     `username_failures` attempts per minute (bursts up to as many),
+//!     shared by all addresses, so addresses new for that username are
+//!     slowed too;
+//!   - except from an address where this username signed in successfully
+//!     within [`KNOWN_ADDRESS_TTL`]: those skip the shared budget (their
+//!     own per-address limit and pair lockout still apply).
+//!
+//! The trade-off of the per-username budget, with the defaults
+//! (`LATCHKEY_USERNAME_FAILURE_RATE=10`, `LATCHKEY_LOCKOUT_DURATION=900`):
+//! - *An attacker with N addresses* gets about 10 guesses per minute for
+//!   one username in total, whatever N is and however many they send at
+//!   once: 10 attempts use the failure limit, the next one starts the attack
+//!   state, the shared budget allows a burst of 10 more, then 10 a minute
+//!   for as long as they keep going (20 in the first minute, 10 in each one
+//!   after). Without it, N addresses gave N
+//!   times the lockout threshold per lockout window (5 × N per 15 minutes).
+//!   Guessing many usernames spreads over many budgets; that is what the
+//!   per-address limit is for.
+//! - *The real user*, during the attack, signs in as usual from an address
+//!   they used successfully before (on this replica, within 30 days). From
+//!   a new address they compete with the attacker for the 10 attempts a
+//!   minute and mostly get `429` with a `Retry-After` of a few seconds.
+//!   They are never locked out for good: the attack state ends 15 minutes
+//!   after the last failure for that username, and then every address is
+//!   treated normally again. An attacker can therefore keep a username slow
+//!   from new addresses for as long as they keep guessing at 10 a minute;
+//!   we accept that rather than give N addresses N times the guesses.
 //!
 //! Time comes from the [`Clock`](crate::clock::Clock), so tests move it.
 //! Memory is bounded: each table prunes expired entries and never holds more
 //! than `MAX_KEYS`. Limits are per replica; with N replicas an attacker gets
-//! at most N times the budget.
+//! at most N times the budget, and a known address is known to the replica
+//! that saw the success.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,13 +57,24 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 const MAX_KEYS: usize = 100_000;
 
-/// The key of an address: IPv4 as is, IPv6 by its /64.
+/// How long an address where a username signed in successfully stays
+/// known for it (and skips the per-username budget during an attack).
+pub const KNOWN_ADDRESS_TTL: TimeDelta = TimeDelta::days(30);
+
+/// The key of an address: IPv4 as is, IPv6 by its /56.
+///
+/// Not by /64: one host owns a whole /64, but an ISP hands one customer a
+/// /56 (sometimes a /48; RFC 6177, RIPE-690), so a single subscriber can
+/// rotate through 256 /64s (or 65,536) at will and would get as many
+/// budgets. The /56 is the smallest block one customer cannot leave without
+/// changing ISP. The price: customers of an ISP that hands out /64s or
+/// smaller share a /56 budget with up to 255 neighbours.
 pub fn address_key(ip: Option<IpAddr>) -> String {
     match ip {
         Some(IpAddr::V4(v4)) => v4.to_string(),
         Some(IpAddr::V6(v6)) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}:{:x}::/56", d & 0xff00)
         }
         None => "unknown".into(),
     }
@@ -40,6 +82,12 @@ pub fn address_key(ip: Option<IpAddr>) -> String {
 
 fn seconds_until(t: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
     u64::try_from((t - now).num_milliseconds().max(0)).unwrap_or(0).div_ceil(1000).max(1)
+}
+
+/// A pruning rank from how long an entry has left, in `unit`s (capped).
+fn rank_by_time(until: DateTime<Utc>, now: DateTime<Utc>, unit: TimeDelta) -> u8 {
+    let left = (until - now).num_seconds() / unit.num_seconds().max(1);
+    u8::try_from(left.clamp(0, 255)).unwrap_or(u8::MAX)
 }
 
 /// Keep a map below `MAX_KEYS`: when full, drop what `dead` says is dead,
@@ -62,7 +110,7 @@ fn prune<V>(map: &mut HashMap<String, V>, dead: impl Fn(&V) -> bool, rank: impl 
     }
 }
 
-/// A keyed GCRA limiter: `limit` events per minute, bursts up to `limit`.
+/// A keyed GCRA limiter: `limit` events per period, bursts up to `limit`.
 pub struct RateLimiter {
     interval: TimeDelta,
     tolerance: TimeDelta,
@@ -74,11 +122,21 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// `per_minute == 0` disables the limiter.
     pub fn per_minute(per_minute: u32) -> Self {
-        let interval = TimeDelta::milliseconds(60_000 / i64::from(per_minute.max(1)));
+        Self::per_period(per_minute, TimeDelta::minutes(1))
+    }
+
+    /// `per_hour == 0` disables the limiter.
+    pub fn per_hour(per_hour: u32) -> Self {
+        Self::per_period(per_hour, TimeDelta::hours(1))
+    }
+
+    /// `count` events per `period`, bursts up to `count`; 0 disables.
+    fn per_period(count: u32, period: TimeDelta) -> Self {
+        let interval = TimeDelta::milliseconds(period.num_milliseconds() / i64::from(count.max(1)));
         RateLimiter {
             interval,
-            tolerance: TimeDelta::minutes(1) - interval,
-            enabled: per_minute > 0,
+            tolerance: period - interval,
+            enabled: count > 0,
             tat: Mutex::new(HashMap::new()),
         }
     }
@@ -96,6 +154,14 @@ impl RateLimiter {
         prune(&mut map, |t| *t <= now, |_| 0);
         map.insert(key.to_owned(), tat + self.interval);
         Ok(())
+    }
+
+    /// Give back one event counted for `key` (it turned out harmless).
+    pub fn refund(&self, key: &str, now: DateTime<Utc>) {
+        let Ok(mut map) = self.tat.lock() else { return };
+        if let Some(tat) = map.get_mut(key) {
+            *tat = (*tat - self.interval).max(now);
+        }
     }
 
     /// Has `key` used more than its budget recently (without counting)?
@@ -129,10 +195,17 @@ struct Failures {
 /// Per username-and-address lockouts, plus the per-username slowdown.
 pub struct LoginGuard {
     per_address: RateLimiter,
+    /// Detects an attack: failures per username.
     username_failures: RateLimiter,
+    /// During an attack: the attempts all new addresses share per username.
+    username_attempts: RateLimiter,
     threshold: u32,
     lockout: TimeDelta,
     pairs: Mutex<HashMap<String, Failures>>,
+    /// Usernames under attack, until when (extended by every failure).
+    attacks: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Username-and-address pairs that signed in, and when last.
+    known: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 /// Settings of the login guard.
@@ -151,6 +224,8 @@ pub struct Attempt<'a> {
     guard: &'a LoginGuard,
     username_key: String,
     pair: String,
+    /// Already counted against the username's failures (refunded on success).
+    counted: bool,
 }
 
 impl LoginGuard {
@@ -158,10 +233,55 @@ impl LoginGuard {
         LoginGuard {
             per_address: RateLimiter::per_minute(limits.per_address_per_minute),
             username_failures: RateLimiter::per_minute(limits.username_failures_per_minute),
+            username_attempts: RateLimiter::per_minute(limits.username_failures_per_minute),
             threshold: limits.lockout_threshold,
             lockout: limits.lockout,
             pairs: Mutex::new(HashMap::new()),
+            attacks: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Is `username_key` under a distributed attack right now?
+    fn under_attack(&self, username_key: &str, now: DateTime<Utc>) -> bool {
+        let Ok(attacks) = self.attacks.lock() else { return true };
+        attacks.get(username_key).is_some_and(|until| *until > now)
+    }
+
+    /// Did this username sign in from this address recently?
+    fn is_known(&self, pair: &str, now: DateTime<Utc>) -> bool {
+        let Ok(known) = self.known.lock() else { return false };
+        known.get(pair).is_some_and(|at| *at + KNOWN_ADDRESS_TTL > now)
+    }
+
+    /// `username_key` is under attack from now until `lockout` from now.
+    fn start_attack(&self, username_key: &str, now: DateTime<Utc>) {
+        let Ok(mut attacks) = self.attacks.lock() else { return };
+        // Those with the least time left go first.
+        prune(&mut attacks, |until| *until <= now, |until| rank_by_time(*until, now, TimeDelta::minutes(10)));
+        attacks.insert(username_key.to_owned(), now + self.lockout);
+    }
+
+    /// A failure for `username_key` (`counted` when its attempt already
+    /// counted): start the attack state when failures come faster than the
+    /// limit, and extend it while it lasts, so it ends `lockout` after the
+    /// last failure.
+    fn record_failure(&self, username_key: &str, counted: bool, now: DateTime<Utc>) {
+        let over = !counted && self.username_failures.check(username_key, now).is_err();
+        if over || self.under_attack(username_key, now) {
+            self.start_attack(username_key, now);
+        }
+    }
+
+    fn record_success(&self, pair: &str, now: DateTime<Utc>) {
+        let Ok(mut known) = self.known.lock() else { return };
+        // The least recently used go first.
+        prune(
+            &mut known,
+            |at| *at + KNOWN_ADDRESS_TTL <= now,
+            |at| rank_by_time(*at + KNOWN_ADDRESS_TTL, now, TimeDelta::hours(3)),
+        );
+        known.insert(pair.to_owned(), now);
     }
 
     fn pair(username_key: &str, address: &str) -> String {
@@ -195,6 +315,27 @@ impl LoginGuard {
                 return Err(seconds_until(entry.first_at + lockout, now));
             }
         }
+        // From an address new for this username, the attempt counts as a
+        // failure until it succeeds (so a burst of concurrent guesses is
+        // seen before the hashes finish), and during an attack it draws from
+        // the username's shared budget.
+        let mut counted = false;
+        if !self.is_known(&pair, now) {
+            // Spend nothing of the username's on an attempt the address
+            // limit refuses anyway.
+            self.per_address.peek(address, now)?;
+            let mut attack = self.under_attack(username_key, now);
+            if !attack {
+                counted = self.username_failures.check(username_key, now).is_ok();
+                if !counted {
+                    self.start_attack(username_key, now);
+                    attack = true;
+                }
+            }
+            if attack {
+                self.username_attempts.check(username_key, now)?;
+            }
+        }
         self.per_address.check(address, now)?;
         // Under a flood, pairs with no failures go first and locked pairs last.
         prune(
@@ -211,14 +352,14 @@ impl LoginGuard {
             *entry = Failures { in_flight: entry.in_flight, ..Self::fresh(now) };
         }
         entry.in_flight += 1;
-        Ok(Attempt { guard: self, username_key: username_key.to_owned(), pair })
+        Ok(Attempt { guard: self, username_key: username_key.to_owned(), pair, counted })
     }
 }
 
 impl Attempt<'_> {
     /// The password was wrong.
     pub fn failed(self, now: DateTime<Utc>) {
-        let _ = self.guard.username_failures.check(&self.username_key, now);
+        self.guard.record_failure(&self.username_key, self.counted, now);
         let Ok(mut pairs) = self.guard.pairs.lock() else { return };
         if let Some(entry) = pairs.get_mut(&self.pair) {
             entry.count += 1;
@@ -228,14 +369,19 @@ impl Attempt<'_> {
         }
     }
 
-    /// The password was right: the pair starts over.
-    pub fn succeeded(self) {
+    /// The password was right: the pair starts over, and the address is
+    /// known for this username from now on.
+    pub fn succeeded(self, now: DateTime<Utc>) {
         if let Ok(mut pairs) = self.guard.pairs.lock() {
             if let Some(entry) = pairs.get_mut(&self.pair) {
                 entry.count = 0;
                 entry.locked_until = None;
             }
         }
+        if self.counted {
+            self.guard.username_failures.refund(&self.username_key, now);
+        }
+        self.guard.record_success(&self.pair, now);
     }
 }
 
@@ -345,13 +491,25 @@ mod tests {
     }
 
     #[test]
-    fn a_distributed_attack_slows_failing_addresses_but_not_fresh_ones() {
+    fn a_distributed_attack_gets_a_bounded_rate_and_spares_known_addresses() {
         let g = guard();
-        for i in 0..10 {
-            fail(&g, "alice", &format!("10.0.0.{i}"), t(0));
-        }
+        g.begin("alice", "198.51.100.1", t(0)).unwrap().succeeded(t(0));
+        let passed = (0..20).filter(|i| fail(&g, "alice", &format!("10.0.0.{i}"), t(0))).count();
+        // Three attempts use the failure limit, the fourth starts the
+        // attack and draws from the shared budget, which allows three.
+        assert_eq!(passed, 6, "20 addresses got {passed} guesses");
         assert!(g.begin("alice", "10.0.0.1", t(1)).is_err(), "an address that failed waits");
-        assert!(g.begin("alice", "192.0.2.1", t(1)).is_ok(), "the real user's fresh address gets through");
+        assert!(g.begin("alice", "192.0.2.1", t(1)).is_err(), "a new address is slowed too");
+        assert!(g.begin("bob", "192.0.2.1", t(1)).is_ok(), "other usernames are not");
+        assert!(g.begin("alice", "198.51.100.1", t(1)).is_ok(), "an address the user signed in from is not");
+        // The budget refills at three a minute while the attack lasts...
+        assert!(fail(&g, "alice", "10.0.1.1", t(21)));
+        assert!(g.begin("alice", "192.0.2.1", t(21)).is_err());
+        // ...and the attack state ends fifteen minutes after the last failure.
+        assert!(g.begin("alice", "192.0.2.1", t(21 + 15 * 60 - 1)).is_ok(), "a slot is free by then");
+        let later = t(21 + 15 * 60 + 1);
+        let fresh: Vec<_> = (0..3).map(|i| g.begin("alice", &format!("192.0.2.{i}"), later)).collect();
+        assert!(fresh.iter().all(Result::is_ok), "after the attack, new addresses are normal again");
     }
 
     #[test]
@@ -359,7 +517,7 @@ mod tests {
         let g = guard();
         fail(&g, "alice", "1.1.1.1", t(0));
         fail(&g, "alice", "1.1.1.1", t(0));
-        g.begin("alice", "1.1.1.1", t(0)).unwrap().succeeded();
+        g.begin("alice", "1.1.1.1", t(0)).unwrap().succeeded(t(0));
         // A minute on, so the per-username slowdown has refilled.
         assert!(fail(&g, "alice", "1.1.1.1", t(60)));
         assert!(fail(&g, "alice", "1.1.1.1", t(60)));
@@ -367,10 +525,11 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_addresses_are_grouped_by_64() {
-        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
-        assert_eq!(address_key(Some(a)), address_key(Some(b)));
-        assert_ne!(address_key(Some(a)), address_key(Some("2001:db8:1:3::1".parse().unwrap())));
+    fn ipv6_addresses_are_grouped_by_56() {
+        let key = |s: &str| address_key(Some(s.parse().unwrap()));
+        assert_eq!(key("2001:db8:1:200::1"), "2001:db8:1:200::/56");
+        assert_eq!(key("2001:db8:1:200::1"), key("2001:db8:1:2ff:ffff::9"), "256 /64s of one customer");
+        assert_ne!(key("2001:db8:1:200::1"), key("2001:db8:1:300::1"), "the next /56");
+        assert_eq!(key("192.0.2.1"), "192.0.2.1");
     }
 }

@@ -162,6 +162,7 @@ impl Application {
         let state = AppState::new(Inner {
             login_guard,
             token_limiter: RateLimiter::per_minute(settings.token_rate_per_ip),
+            register_limiter: RateLimiter::per_hour(settings.register_rate_per_ip),
             metrics: Metrics::new().context("cannot set up metrics")?,
             refresh_codec: RefreshTokenCodec::new(&master),
             families: FamilyPolicy::from_settings(&settings),

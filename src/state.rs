@@ -36,6 +36,8 @@ pub struct Inner {
     pub login_guard: LoginGuard,
     /// Requests to the token endpoint and `/auth/refresh`, per address.
     pub token_limiter: RateLimiter,
+    /// `POST /auth/register`, per address.
+    pub register_limiter: RateLimiter,
     pub metrics: Metrics,
 }
 

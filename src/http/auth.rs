@@ -375,6 +375,12 @@ fn presented_token<'a>(
 #[OpenApi(prefix_path = "/auth", tag = "Tag::Auth")]
 impl AuthApi {
     /// Create an account.
+    ///
+    /// Limited per client address (`LATCHKEY_REGISTER_RATE_PER_IP` an hour,
+    /// IPv6 by /56): beyond it, `429` with `Retry-After`. Registrations get
+    /// at most half of the password-hashing threads, so logins keep working
+    /// during a registration flood; when that share is busy, `503` with
+    /// `Retry-After`.
     #[oai(path = "/register", method = "post", operation_id = "register")]
     async fn register(
         &self,
@@ -385,6 +391,10 @@ impl AuthApi {
         if !state.settings.allow_registration {
             return Err(ApiError::forbidden("registration_closed", "self-service registration is disabled"));
         }
+        let address = crate::ratelimit::address_key(origin.0.ip);
+        if let Err(seconds) = state.register_limiter.check(&address, state.now()) {
+            return Err(ApiError::too_many_requests(seconds));
+        }
         let req = body.0;
         let new = NewUser {
             username: Username::parse(&req.username).map_err(ApiError::validation)?,
@@ -393,7 +403,7 @@ impl AuthApi {
             roles: Vec::new(),
         };
         let now = state.now();
-        let user = users::register(&state.db, &state.hasher, now, new).await?;
+        let user = users::register(&state.db, &state.hasher.for_registration(), now, new).await?;
         crate::audit::record(
             &state.db,
             now,

@@ -13,6 +13,15 @@
 //!   thread is free leaves ~19 MiB behind on every one of them (measured:
 //!   idle 28 MB grew to 280 MB after 30 logins). With N long-lived threads
 //!   the high-water mark is N hashes.
+//! - Self-service registration hashes through
+//!   [`PasswordHasher::for_registration`], which may hold at most half of
+//!   the threads (at least one) between its running and queued hashes, and
+//!   gets [`HashError::Busy`] at once beyond that. Hashes are taken in
+//!   order, so a registration flood can never have more than that share
+//!   running: logins keep the other half, and wait behind at most one
+//!   share's worth of registrations. The price: with one hashing thread a
+//!   login may wait for one registration hash, and more than `N/2`
+//!   simultaneous registrations get `503` (retry after a second).
 //! - Unknown users are checked against a dummy hash with the same parameters,
 //!   so "no such user" and "wrong password" take the same time.
 //! - Passwords are NFKC-normalized (NIST SP 800-63B §5.1.1.2) so the same
@@ -164,6 +173,8 @@ pub enum Verification {
 #[derive(Clone)]
 pub struct PasswordHasher {
     inner: Arc<Inner>,
+    /// Hashes for self-service registration, limited to their share.
+    registration: bool,
 }
 
 type Job = Box<dyn FnOnce(&mut Worker) + Send>;
@@ -174,6 +185,9 @@ struct Inner {
     concurrency: usize,
     waiting: Arc<AtomicUsize>,
     max_waiting: usize,
+    /// Registration hashes queued or running, and how many may be.
+    registering: Arc<AtomicUsize>,
+    registration_share: usize,
     dummy_hash: String,
 }
 
@@ -344,9 +358,20 @@ impl PasswordHasher {
                 concurrency,
                 waiting: Arc::new(AtomicUsize::new(0)),
                 max_waiting: queue,
+                registering: Arc::new(AtomicUsize::new(0)),
+                registration_share: (concurrency / 2).max(1),
                 dummy_hash,
             }),
+            registration: false,
         })
+    }
+
+    /// The same pool, for self-service registration: its hashes (running
+    /// plus queued) never exceed half of the threads, so a registration
+    /// flood leaves logins the rest; beyond that share it answers
+    /// [`HashError::Busy`] at once.
+    pub fn for_registration(&self) -> PasswordHasher {
+        PasswordHasher { inner: Arc::clone(&self.inner), registration: true }
     }
 
     pub fn policy(&self) -> &PasswordPolicy {
@@ -363,6 +388,17 @@ impl PasswordHasher {
         job: impl FnOnce(&mut Worker) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let inner = &self.inner;
+        // A registration holds a slot of its share until its job leaves
+        // the system, like the queue slot below.
+        let share = if self.registration {
+            if inner.registering.fetch_add(1, Ordering::SeqCst) >= inner.registration_share {
+                inner.registering.fetch_sub(1, Ordering::SeqCst);
+                return Err(HashError::Busy);
+            }
+            Some(QueueSlot(Arc::clone(&inner.registering)))
+        } else {
+            None
+        };
         // Running plus waiting never exceeds the threads plus the queue.
         let capacity = inner.concurrency + inner.max_waiting;
         if inner.waiting.fetch_add(1, Ordering::SeqCst) >= capacity {
@@ -373,6 +409,7 @@ impl PasswordHasher {
         let answer = submit(&inner.jobs, move |worker| {
             let result = job(worker);
             drop(slot);
+            drop(share);
             result
         })?;
         answer.await.map_err(|_| HashError::Internal(Internal(anyhow!("hashing job failed"))))
@@ -520,6 +557,39 @@ mod tests {
         release.send(()).unwrap();
         assert!(held.await.unwrap().unwrap());
         assert!(hasher.hash(&pw).await.is_ok());
+        assert_eq!(hasher.queue_depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn registration_holds_at_most_half_the_threads_and_logins_keep_the_rest() {
+        let hasher = PasswordHasher::new(PasswordPolicy::danger_test_minimum(), 4, 0).await.unwrap();
+        let registration = hasher.for_registration();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        // Two registrations occupy their share (two of four threads).
+        let held: Vec<_> = (0..2)
+            .map(|_| {
+                let (registration, gate) = (registration.clone(), Arc::clone(&gate));
+                tokio::spawn(async move {
+                    registration.run(move |_| gate.lock().map(|g| g.recv().is_ok()).unwrap_or(false)).await
+                })
+            })
+            .collect();
+        while hasher.queue_depth() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let pw = Password::new("whatever1").unwrap();
+        assert!(matches!(registration.hash(&pw).await, Err(HashError::Busy)), "the share is full");
+        // Logins still have the other two threads.
+        assert!(hasher.verify(&pw, None).await.is_ok());
+        assert!(hasher.hash(&pw).await.is_ok());
+        for _ in 0..2 {
+            release.send(()).unwrap();
+        }
+        for h in held {
+            assert!(h.await.unwrap().unwrap());
+        }
+        assert!(registration.hash(&pw).await.is_ok(), "the share is free again");
         assert_eq!(hasher.queue_depth(), 0);
     }
 

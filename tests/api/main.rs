@@ -11,6 +11,7 @@ mod jwt;
 mod oauth_support;
 mod spa_support;
 
+mod abuse;
 mod admin_users;
 mod browser_cookie;
 mod browser_signin;
