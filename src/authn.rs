@@ -496,6 +496,37 @@ pub struct PasswordChange {
     pub grant: TokenGrant,
 }
 
+/// Why a password change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordChangeError {
+    /// The signed-in user got their current password wrong.
+    #[error("the current password is wrong")]
+    WrongCurrentPassword,
+    #[error(transparent)]
+    Login(LoginError),
+}
+
+impl From<LoginError> for PasswordChangeError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::InvalidCredentials => PasswordChangeError::WrongCurrentPassword,
+            other => PasswordChangeError::Login(other),
+        }
+    }
+}
+
+impl From<HashError> for PasswordChangeError {
+    fn from(e: HashError) -> Self {
+        LoginError::from(e).into()
+    }
+}
+
+impl From<Internal> for PasswordChangeError {
+    fn from(e: Internal) -> Self {
+        PasswordChangeError::Login(e.into())
+    }
+}
+
 /// A user changes their own password, proving the current one.
 ///
 /// The check goes through the same rate limits and lockout as a login. On
@@ -512,13 +543,13 @@ pub async fn change_password(
     keep: KeptSession,
     current: &Password,
     new: &Password,
-) -> Result<PasswordChange, LoginError> {
+) -> Result<PasswordChange, PasswordChangeError> {
     use sea_orm::TransactionTrait;
     let checked = check_password(state, origin, FIRST_PARTY_CLIENT_ID, &user.username, current).await?;
     if checked.id != user.id {
         // The username now names someone else (the user was deleted and the
         // name reused): the token's user is gone.
-        return Err(LoginError::InvalidCredentials);
+        return Err(PasswordChangeError::WrongCurrentPassword);
     }
     let hash = state.hasher.hash(new).await?;
     let now = state.now();

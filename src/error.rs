@@ -2,8 +2,9 @@
 //!
 //! Each concept has its own `thiserror` enum with the cases its callers must
 //! branch on (`RefreshError::Reused`, `LoginError::InvalidCredentials`, ...)
-//! plus `Internal` for everything else. No HTTP words here: the mapping to
-//! statuses and bodies lives in `http::error` alone.
+//! plus `Internal` for everything else. No HTTP words here: each error is
+//! classified once in [`crate::problem`], and `http::error` turns the class
+//! into a status and body.
 
 /// Something went wrong that the client cannot fix: a database failure, a
 /// corrupt row, a crypto library error. Logged with its cause chain, answered

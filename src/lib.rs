@@ -60,6 +60,8 @@ pub mod clock;
 pub mod crypto;
 /// Shared error types.
 pub mod error;
+/// Every domain error classified once, for the JSON API, OAuth and HTML edges.
+pub mod problem;
 /// Portable SQL helpers.
 pub mod sql;
 

@@ -16,7 +16,7 @@ use super::security::BearerAuth;
 use super::validate::Storable;
 use crate::admin::{BulkCriteria, UserPatch};
 use crate::audit::{self, AuditFilter, Event, EventKind};
-use crate::clients::{self, ClientError, ClientMetadata, OAuthClient, RedirectUri};
+use crate::clients::{self, ClientMetadata, OAuthClient, RedirectUri};
 use crate::keys::{self, KeyPolicy};
 use crate::passwords::Password;
 use crate::state::AppState;
@@ -109,21 +109,6 @@ impl ClientView {
             require_pkce: c.requires_pkce(),
             disabled: c.disabled,
             previous_secret_expires_at: c.previous_secret_expires_at().filter(|t| *t > now),
-        }
-    }
-}
-
-impl From<ClientError> for ApiError {
-    fn from(e: ClientError) -> Self {
-        match e {
-            ClientError::InvalidRedirectUri(_) => {
-                ApiError::bad_request("invalid_redirect_uri", e.to_string())
-            }
-            ClientError::InvalidMetadata(_) => {
-                ApiError::bad_request("invalid_client_metadata", e.to_string())
-            }
-            ClientError::NotFound => ApiError::not_found("no such client"),
-            ClientError::Internal(i) => ApiError::internal(&i),
         }
     }
 }

@@ -549,9 +549,6 @@ impl AuthApi {
                 expires_in: done.grant.expires_in,
                 scope: done.grant.scope,
             }))),
-            Err(authn::LoginError::InvalidCredentials) => {
-                Err(ApiError::forbidden("invalid_credentials", "the current password is wrong"))
-            }
             Err(e) => Err(e.into()),
         }
     }

@@ -32,10 +32,10 @@ use serde::Deserialize;
 use super::Tag;
 use super::html::{self, FormError};
 use super::origin::ClientOrigin;
-use crate::authn::LoginError;
 use crate::error::Internal;
 use crate::oauth::authorize::{self, AuthorizationRequest, AuthorizeError, ValidAuthorization};
 use crate::oauth::browser::{self, CodeSettings, Logout, LogoutError, LogoutRequest, Next, SignInError};
+use crate::problem::{Class, Problem};
 use crate::state::AppState;
 
 #[derive(ApiResponse)]
@@ -262,22 +262,33 @@ fn continue_form(
     )
 }
 
-/// What the sign-in form says when a sign-in did not work.
-fn sign_in_problem(e: &SignInError, username: Option<&str>, password: Option<&str>) -> FormError {
+/// What the sign-in form says when a sign-in did not work: the same
+/// [`Problem`] `/auth/login` and the password grant answer with, as a
+/// sentence, marking the fields it is about. `Err` is a server error.
+fn sign_in_problem(
+    e: SignInError,
+    username: Option<&str>,
+    password: Option<&str>,
+) -> Result<FormError, Internal> {
     let blank = |v: Option<&str>| v.is_none_or(str::is_empty);
-    match e {
-        SignInError::MissingCredentials => FormError {
-            message: "Enter your username and password.".into(),
-            username: blank(username),
-            password: blank(password),
-        },
-        SignInError::Login(LoginError::InvalidCredentials) => {
-            FormError { message: "Invalid username or password.".into(), username: true, password: true }
+    let problem = match e {
+        SignInError::MissingCredentials => {
+            return Ok(FormError {
+                message: "Enter your username and password.".into(),
+                username: blank(username),
+                password: blank(password),
+            });
         }
-        SignInError::Login(LoginError::Busy) => {
-            FormError::general("Too many sign-ins right now. Please try again.")
-        }
-        SignInError::Login(e) => FormError::general(format!("Sign-in refused: {e}.")),
+        SignInError::Login(e) => Problem::from(e),
+    };
+    let credentials = matches!(problem.class, Class::Unauthenticated);
+    match problem.class {
+        Class::Internal(i) => Err(i),
+        _ => Ok(FormError {
+            message: html::sentence(&problem.message),
+            username: credentials,
+            password: credentials,
+        }),
     }
 }
 
@@ -404,8 +415,10 @@ impl AuthorizeApi {
                 session.location,
                 Some(cookies.set(SESSION, &session.cookie, session.ttl.num_seconds())),
             ),
-            Err(SignInError::Login(LoginError::Internal(e))) => AuthorizeResponse::internal(e),
-            Err(e) => login_form(&state, req, &auth, &v, Some(&sign_in_problem(&e, username, password))),
+            Err(e) => match sign_in_problem(e, username, password) {
+                Ok(problem) => login_form(&state, req, &auth, &v, Some(&problem)),
+                Err(e) => AuthorizeResponse::internal(e),
+            },
         }
     }
 

@@ -17,9 +17,11 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 
-use crate::authn::{BearerError, LoginError, RefreshFlowError};
+use crate::admin::AdminError;
+use crate::authn::{BearerError, LoginError, PasswordChangeError, RefreshFlowError};
+use crate::clients::ClientError;
 use crate::error::Internal;
-use crate::refresh::RefreshError;
+use crate::problem::{Class, Problem};
 use crate::users::RegisterError;
 
 /// The error body of every endpoint.
@@ -172,68 +174,45 @@ impl From<Internal> for ApiError {
     }
 }
 
-impl From<RegisterError> for ApiError {
-    fn from(e: RegisterError) -> Self {
-        match e {
-            RegisterError::UsernameTaken => ApiError::conflict("username_taken", e.to_string()),
-            RegisterError::Hashing(crate::passwords::HashError::Busy) => ApiError::busy(e.to_string()),
-            RegisterError::Hashing(crate::passwords::HashError::Internal(i)) | RegisterError::Internal(i) => {
-                ApiError::internal(&i)
+/// The JSON API's rendering of a classified domain error
+/// ([`crate::problem`] holds the one mapping of each error).
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        match p.class {
+            Class::Invalid => ApiError::bad_request(p.code, p.message),
+            Class::Unauthenticated => ApiError::unauthorized(p.code, &p.message),
+            Class::Forbidden => ApiError::forbidden(p.code, p.message),
+            Class::NotFound => ApiError::NotFound(Json(ErrorBody::new(p.code, p.message))),
+            Class::Conflict => ApiError::conflict(p.code, p.message),
+            Class::Throttled { retry_after } => {
+                ApiError::TooManyRequests(Json(ErrorBody::new(p.code, p.message)), retry_after)
             }
+            Class::Busy => ApiError::busy(p.message),
+            Class::Internal(i) => ApiError::internal(&i),
         }
     }
 }
 
-impl From<LoginError> for ApiError {
-    fn from(e: LoginError) -> Self {
-        match e {
-            LoginError::InvalidCredentials => ApiError::unauthorized("invalid_credentials", &e.to_string()),
-            LoginError::AccountDisabled => ApiError::forbidden("account_disabled", e.to_string()),
-            LoginError::AccountBanned { until } => ApiError::forbidden(
-                "account_banned",
-                match until {
-                    Some(t) => format!("this account is banned until {}", t.to_rfc3339()),
-                    None => e.to_string(),
-                },
-            ),
-            LoginError::Busy => ApiError::busy(e.to_string()),
-            LoginError::RateLimited { retry_after } => {
-                ApiError::TooManyRequests(Json(ErrorBody::new("rate_limited", e.to_string())), retry_after)
+/// Domain errors reach the JSON API through their [`Problem`].
+macro_rules! api_error_via_problem {
+    ($($error:ty),* $(,)?) => {$(
+        impl From<$error> for ApiError {
+            fn from(e: $error) -> Self {
+                Problem::from(e).into()
             }
-            LoginError::ScopeNotAllowed(_) => ApiError::bad_request("invalid_scope", e.to_string()),
-            LoginError::Internal(i) => ApiError::internal(&i),
         }
-    }
+    )*};
 }
 
-impl From<RefreshFlowError> for ApiError {
-    fn from(e: RefreshFlowError) -> Self {
-        match e {
-            RefreshFlowError::Refresh(RefreshError::Reused { .. }) => {
-                ApiError::unauthorized("refresh_token_reused", &e.to_string())
-            }
-            RefreshFlowError::Refresh(RefreshError::Internal(i)) | RefreshFlowError::Internal(i) => {
-                ApiError::internal(&i)
-            }
-            RefreshFlowError::Refresh(_) => ApiError::unauthorized("invalid_refresh_token", &e.to_string()),
-            RefreshFlowError::AccountUnavailable => {
-                ApiError::unauthorized("account_unavailable", &e.to_string())
-            }
-            RefreshFlowError::ScopeWithdrawn => {
-                ApiError::unauthorized("invalid_refresh_token", &e.to_string())
-            }
-        }
-    }
-}
-
-impl From<BearerError> for ApiError {
-    fn from(e: BearerError) -> Self {
-        match e {
-            BearerError::Internal(i) => ApiError::internal(&i),
-            other => ApiError::unauthorized("invalid_token", &other.to_string()),
-        }
-    }
-}
+api_error_via_problem!(
+    RegisterError,
+    LoginError,
+    PasswordChangeError,
+    RefreshFlowError,
+    BearerError,
+    AdminError,
+    ClientError,
+);
 
 /// The code and status for an error raised before any handler ran.
 fn classify(err: &poem::Error, oauth: bool) -> (StatusCode, &'static str, String) {
@@ -347,19 +326,5 @@ impl From<crate::oauth::OAuthError> for OAuthErrorResponse {
 impl From<Internal> for OAuthErrorResponse {
     fn from(e: Internal) -> Self {
         crate::oauth::OAuthError::from(e).into()
-    }
-}
-
-impl From<crate::admin::AdminError> for ApiError {
-    fn from(e: crate::admin::AdminError) -> Self {
-        use crate::admin::AdminError;
-        match e {
-            AdminError::UserNotFound => ApiError::not_found("no such user"),
-            AdminError::SessionNotFound => ApiError::not_found("no such session"),
-            AdminError::SelfAction(_) => ApiError::forbidden("self_action", e.to_string()),
-            AdminError::Invalid(_) => ApiError::validation(e),
-            AdminError::Busy => ApiError::busy(e.to_string()),
-            AdminError::Internal(i) => ApiError::internal(&i),
-        }
     }
 }

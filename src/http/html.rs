@@ -119,6 +119,19 @@ impl FormError {
     }
 }
 
+/// A message as a sentence for a page: capitalized, ending in a full stop.
+pub fn sentence(message: &str) -> String {
+    let mut chars = message.trim().chars();
+    let mut out: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => return String::new(),
+    };
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
+}
+
 /// Attributes that tie an input to the form's error (and focus it).
 fn field_state(invalid: bool, focus: bool) -> String {
     let mut attrs = String::new();
@@ -228,6 +241,17 @@ pub fn signed_out_page() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_become_sentences() {
+        assert_eq!(sentence("invalid username or password"), "Invalid username or password.");
+        assert_eq!(
+            sentence("too many sign-in attempts; retry in 3 seconds"),
+            "Too many sign-in attempts; retry in 3 seconds."
+        );
+        assert_eq!(sentence("done."), "Done.");
+        assert_eq!(sentence(""), "");
+    }
 
     #[test]
     fn everything_interpolated_is_escaped() {

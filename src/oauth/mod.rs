@@ -26,7 +26,7 @@ pub mod sessions;
 
 use crate::authn::{LoginError, RefreshFlowError};
 use crate::error::Internal;
-use crate::refresh::RefreshError;
+use crate::problem::{Class, Problem};
 
 /// RFC 6749 §4.1.2.1 / §5.2, RFC 7009 §2.2.1 and OIDC Core §3.1.2.6 codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,25 +152,28 @@ impl From<Internal> for OAuthError {
     }
 }
 
+/// The OAuth endpoints' rendering of a classified domain error
+/// ([`crate::problem`] holds the one mapping of each error).
+impl From<Problem> for OAuthError {
+    fn from(p: Problem) -> Self {
+        let code = p.oauth_code();
+        match p.class {
+            Class::Internal(i) => i.into(),
+            Class::Throttled { retry_after } => Self::throttled(retry_after, p.message),
+            _ => Self::new(code, p.message),
+        }
+    }
+}
+
 impl From<LoginError> for OAuthError {
     fn from(e: LoginError) -> Self {
-        match e {
-            LoginError::Internal(i) => i.into(),
-            LoginError::Busy => Self::new(ErrorCode::TemporarilyUnavailable, e.to_string()),
-            LoginError::ScopeNotAllowed(_) => Self::invalid_scope(e.to_string()),
-            LoginError::RateLimited { retry_after } => Self::throttled(retry_after, e.to_string()),
-            other => Self::invalid_grant(other.to_string()),
-        }
+        Problem::from(e).into()
     }
 }
 
 impl From<RefreshFlowError> for OAuthError {
     fn from(e: RefreshFlowError) -> Self {
-        match e {
-            RefreshFlowError::Internal(i) | RefreshFlowError::Refresh(RefreshError::Internal(i)) => i.into(),
-            RefreshFlowError::Refresh(RefreshError::ScopeWidened) => Self::invalid_scope(e.to_string()),
-            other => Self::invalid_grant(other.to_string()),
-        }
+        Problem::from(e).into()
     }
 }
 

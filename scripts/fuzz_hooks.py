@@ -1,0 +1,69 @@
+"""Hooks and set-up for scripts/fuzz (schemathesis against a running latchkey).
+
+As a schemathesis hook module (SCHEMATHESIS_HOOKS=fuzz_hooks): every bulk
+session revocation is pinned to the decoy user, so the fuzzer can never end
+its own admin's session (which would deny its token and leave the admin API
+untested for the rest of the run).
+
+As a script:
+  fuzz_hooks.py setup          sign in the admin and the decoy; print shell
+                               assignments FUZZ_ADMIN_TOKEN and FUZZ_DECOY_USER_ID
+  fuzz_hooks.py still-admin T  exit 0 if token T still works on the admin API
+"""
+
+import json
+import os
+import secrets
+import sys
+import urllib.request
+
+
+def _call(method, path, body=None, token=None):
+    url = os.environ["FUZZ_URL"] + path
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    with urllib.request.urlopen(req) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def setup():
+    admin = _call(
+        "POST",
+        "/auth/login",
+        {"username": "fuzz-admin", "password": os.environ["FUZZ_ADMIN_PASSWORD"], "scope": "openid latchkey:admin"},
+    )
+    password = secrets.token_urlsafe(18)
+    _call("POST", "/auth/register", {"username": "fuzz-decoy", "password": password})
+    decoy = _call("POST", "/auth/login", {"username": "fuzz-decoy", "password": password})
+    me = _call("GET", "/auth/me", token=decoy["access_token"])
+    print(f"FUZZ_ADMIN_TOKEN='{admin['access_token']}'")
+    print(f"FUZZ_DECOY_USER_ID='{me['id']}'")
+
+
+def still_admin(token):
+    try:
+        _call("GET", "/admin/users?limit=1", token=token)
+        return 0
+    except Exception as e:  # noqa: BLE001 - any failure means no access
+        print(f"admin API refused the fuzzer's token: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "setup":
+        setup()
+    elif sys.argv[1] == "still-admin":
+        sys.exit(still_admin(sys.argv[2]))
+    sys.exit(0)
+else:
+    import schemathesis
+
+    @schemathesis.hook
+    def before_call(ctx, case, **kwargs):
+        if case.operation.path == "/admin/sessions/revoke" and case.method.upper() == "POST":
+            if isinstance(case.body, dict):
+                case.body["user_id"] = os.environ["FUZZ_DECOY_USER_ID"]
