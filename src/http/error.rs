@@ -249,15 +249,43 @@ fn classify(err: &poem::Error, oauth: bool) -> (StatusCode, &'static str, String
     }
 }
 
-/// Render an error raised outside a handler as [`ErrorBody`].
-fn render(err: poem::Error, oauth: bool) -> Response {
+/// Where a request that failed before its handler came from: the edge
+/// decides how its errors look.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Edge {
+    /// `/auth/*`, `/admin/*` and the rest of the JSON API.
+    Api,
+    /// The RFC 6749 JSON endpoints under `/oauth/`.
+    OAuth,
+    /// The pages a browser is sent to (`/oauth/authorize`, `/oauth/logout`):
+    /// a person reads the error, so it is an HTML page, as documented.
+    Page,
+}
+
+impl Edge {
+    fn of(path: &str) -> Edge {
+        match path {
+            "/oauth/authorize" | "/oauth/logout" => Edge::Page,
+            p if p.starts_with("/oauth/") => Edge::OAuth,
+            _ => Edge::Api,
+        }
+    }
+}
+
+/// Render an error raised outside a handler as [`ErrorBody`] (or, on a
+/// browser page, as an error page).
+fn render(err: poem::Error, edge: Edge) -> Response {
     if err.is_from_response() {
         return err.into_response();
     }
-    let (status, code, description) = classify(&err, oauth);
+    let (status, code, description) = classify(&err, edge != Edge::Api);
     // Parse errors quote the input: on the OAuth endpoints the description
     // must stay within RFC 6749 §5.2's characters, as OAuthError's do.
-    let description = if oauth { crate::oauth::error_description(&description) } else { description };
+    let description =
+        if edge == Edge::Api { description } else { crate::oauth::error_description(&description) };
+    if edge == Edge::Page && status.is_client_error() {
+        return page_error(&description);
+    }
     let mut resp = Json(ErrorBody::new(code, description)).into_response();
     resp.set_status(status);
     if status == StatusCode::UNAUTHORIZED {
@@ -269,12 +297,25 @@ fn render(err: poem::Error, oauth: bool) -> Response {
     resp
 }
 
-/// Middleware: every error leaves as JSON [`ErrorBody`].
+/// A malformed request to a browser page: 400 with the page's headers.
+fn page_error(description: &str) -> Response {
+    use crate::http::html;
+    let message = format!("This request cannot be handled: {description}.");
+    Response::builder()
+        .status(StatusCode::BAD_REQUEST)
+        .content_type("text/html; charset=utf-8")
+        .header("Content-Security-Policy", html::CONTENT_SECURITY_POLICY)
+        .header("Referrer-Policy", html::REFERRER_POLICY)
+        .body(html::error_page(&message))
+}
+
+/// Middleware: every error leaves as documented: JSON [`ErrorBody`], or an
+/// HTML page on the browser pages.
 pub async fn normalize_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    let oauth = req.uri().path().starts_with("/oauth/");
+    let edge = Edge::of(req.uri().path());
     match next.call(req).await {
         Ok(resp) => Ok(resp.into_response()),
-        Err(err) => Ok(render(err, oauth)),
+        Err(err) => Ok(render(err, edge)),
     }
 }
 

@@ -135,3 +135,28 @@ db_test!(async fn every_response_has_safe_default_headers(backend) {
     assert_eq!(resp.headers()["cache-control"], "no-store", "token responses must not be cached (RFC 6749 §5.1)");
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
 });
+
+// The browser pages document HTML errors: a request poem refuses before the
+// handler runs (no form body, a body that is not a form) gets the error page
+// with the page's headers, not a JSON body (found by the schemathesis run).
+db_test!(async fn malformed_requests_to_browser_pages_get_an_html_error_page(backend) {
+    let app = TestApp::spawn(backend).await;
+    for path in ["/oauth/authorize", "/oauth/logout"] {
+        let url = app.url(path);
+        let requests = [
+            app.client.post(&url),
+            app.client.post(&url).header("content-type", "application/json").body("{}"),
+        ];
+        for request in requests {
+            let resp = request.send().await.unwrap();
+            assert_eq!(resp.status(), 400, "{path}");
+            let headers = resp.headers().clone();
+            assert_eq!(headers["content-type"], "text/html; charset=utf-8", "{path}");
+            assert!(headers.contains_key("content-security-policy"), "{path}");
+            assert_eq!(headers["referrer-policy"], "same-origin", "{path}");
+            let page = resp.text().await.unwrap();
+            assert!(page.starts_with("<!doctype html>"), "{page}");
+            assert!(page.contains("This request cannot be handled"), "{page}");
+        }
+    }
+});
