@@ -212,6 +212,9 @@ impl From<RefreshFlowError> for ApiError {
             RefreshFlowError::Refresh(RefreshError::Reused { .. }) => {
                 ApiError::unauthorized("refresh_token_reused", &e.to_string())
             }
+            RefreshFlowError::Refresh(RefreshError::ContextChanged { .. }) => {
+                ApiError::unauthorized("session_context_changed", &e.to_string())
+            }
             RefreshFlowError::Refresh(RefreshError::Internal(i)) | RefreshFlowError::Internal(i) => {
                 ApiError::internal(&i)
             }
