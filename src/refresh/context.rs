@@ -216,7 +216,7 @@ pub fn compare(previous: &Origin, current: &Origin, rules: &ContextRules) -> Opt
     let previous_agent = previous.user_agent.as_deref().and_then(ua_family);
     let agent = current.user_agent.as_deref().and_then(ua_family);
     let agent_changed = matches!((&previous_agent, &agent), (Some(a), Some(b)) if a != b);
-    (network_changed || agent_changed).then(|| ContextChange {
+    (network_changed || agent_changed).then_some(ContextChange {
         previous_ip: previous.ip,
         ip: current.ip,
         previous_agent,
