@@ -21,6 +21,8 @@ pub enum EventKind {
     LoginFailed,
     Logout,
     RefreshReuseDetected,
+    /// A refresh came from another network or user-agent family than the last.
+    RefreshContextChanged,
     FamilyRevoked,
     ClientCreated,
     ClientUpdated,
@@ -45,6 +47,7 @@ impl EventKind {
             EventKind::LoginFailed => "login_failed",
             EventKind::Logout => "logout",
             EventKind::RefreshReuseDetected => "refresh_reuse_detected",
+            EventKind::RefreshContextChanged => "refresh_context_changed",
             EventKind::FamilyRevoked => "family_revoked",
             EventKind::ClientCreated => "client_created",
             EventKind::ClientUpdated => "client_updated",

@@ -377,6 +377,7 @@ pub async fn refresh(
         presented,
         client_id,
         narrow.as_ref(),
+        origin,
     )
     .await
     {
@@ -385,7 +386,22 @@ pub async fn refresh(
                 refresh::Rotation::Rotated => "rotated",
                 refresh::Rotation::GraceReplay => "grace_replay",
             });
+            if let Some(change) = &r.context_change {
+                let f = &r.family;
+                audit_context_change(state, now, origin, client_id, f.id, f.user_id, change, false).await;
+            }
             r
+        }
+        Err(RefreshError::ContextChanged { family_id, user_id, change }) => {
+            state.metrics.refresh("context_changed");
+            // Concurrent refreshes from the new context all land here; only
+            // the one that actually ended the family audits it.
+            if cut_off::session(&state.db, state.reach(now), family_id, refresh::reason::CONTEXT_CHANGED)
+                .await?
+            {
+                audit_context_change(state, now, origin, client_id, family_id, user_id, &change, true).await;
+            }
+            return Err(RefreshError::ContextChanged { family_id, user_id, change }.into());
         }
         Err(RefreshError::Reused { family_id, user_id }) => {
             state.metrics.refresh("reuse_detected");
@@ -441,6 +457,38 @@ pub async fn refresh(
     grant.refresh_token = Some(refreshed.token);
     state.metrics.issued("refresh_token");
     Ok(grant)
+}
+
+/// Record a `refresh_context_changed` event: which session, what changed,
+/// from what to what (addresses and user-agent families, never tokens), and
+/// whether the session was ended for it.
+#[allow(clippy::too_many_arguments)]
+async fn audit_context_change(
+    state: &AppState,
+    now: DateTime<Utc>,
+    origin: &Origin,
+    client_id: &str,
+    family_id: Uuid,
+    user_id: Uuid,
+    change: &refresh::ContextChange,
+    ended: bool,
+) {
+    let rules = &state.families.context;
+    let network = |ip: Option<std::net::IpAddr>| ip.map(|ip| refresh::context::network_of(ip, rules));
+    let event = Event::new(EventKind::RefreshContextChanged)
+        .subject(user_id)
+        .client(client_id)
+        .detail("family_id", family_id.to_string())
+        .detail("changed", change.what())
+        .detail("previous_ip", change.previous_ip.map(|ip| ip.to_string()))
+        .detail("ip", change.ip.map(|ip| ip.to_string()))
+        .detail("previous_network", network(change.previous_ip))
+        .detail("network", network(change.ip))
+        .detail("previous_user_agent_family", change.previous_agent.clone())
+        .detail("user_agent_family", change.agent.clone())
+        .detail("session_ended", ended);
+    tracing::warn!(%family_id, %user_id, changed = %change, session_ended = ended, "refresh from another context");
+    audit::record(&state.db, now, origin, event).await;
 }
 
 /// What a first-party session may have now: `LATCHKEY_USER_SCOPES`, plus the

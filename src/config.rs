@@ -17,6 +17,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::refresh::ContextPolicy;
 use crate::scope::ScopeSet;
 
 /// Environment variables that configure the process but are not settings.
@@ -167,6 +168,12 @@ pub struct Settings {
     pub refresh_grace_period: Duration,
     /// Live refresh families per user; the oldest ends beyond this.
     pub max_sessions_per_user: u32,
+    /// A refresh from outside this IPv4 prefix of the last one is a context change.
+    pub refresh_context_ipv4_prefix: u8,
+    /// A refresh from outside this IPv6 prefix of the last one is a context change.
+    pub refresh_context_ipv6_prefix: u8,
+    /// What a context change does: audit it, or also end the session.
+    pub refresh_context_policy: ContextPolicy,
     pub signing_alg: SigningAlg,
     pub master_key: Option<SecretString>,
     pub admin_username: Option<String>,
@@ -246,6 +253,9 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("REFRESH_IDLE_TIMEOUT", Some("1209600")),
     ("REFRESH_GRACE_PERIOD", Some("15")),
     ("MAX_SESSIONS_PER_USER", Some("20")),
+    ("REFRESH_CONTEXT_IPV4_PREFIX", Some("16")),
+    ("REFRESH_CONTEXT_IPV6_PREFIX", Some("48")),
+    ("REFRESH_CONTEXT_POLICY", Some("audit")),
     ("SIGNING_ALG", Some("ES256")),
     ("MASTER_KEY", None),
     ("ADMIN_USERNAME", None),
@@ -391,6 +401,16 @@ impl Settings {
                     .map_err(|_| invalid("TRUSTED_PROXIES", format!("{s:?} is not an IP address or CIDR")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let prefix = |name: &str, max: u8| -> Result<u8, ConfigError> {
+            u8::try_from(number(name)?)
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| invalid(name, format!("must be a prefix length between 0 and {max}")))
+        };
+        let refresh_context_policy = parse("REFRESH_CONTEXT_POLICY")?
+            .trim()
+            .parse::<ContextPolicy>()
+            .map_err(|e| invalid("REFRESH_CONTEXT_POLICY", e))?;
         let password_hash_concurrency = match non_empty("PASSWORD_HASH_CONCURRENCY") {
             Some(_) => usize::try_from(number("PASSWORD_HASH_CONCURRENCY")?)
                 .map_err(|_| invalid("PASSWORD_HASH_CONCURRENCY", "too large"))?,
@@ -408,6 +428,9 @@ impl Settings {
             refresh_idle_timeout: seconds("REFRESH_IDLE_TIMEOUT")?,
             refresh_grace_period: seconds("REFRESH_GRACE_PERIOD")?,
             max_sessions_per_user: small("MAX_SESSIONS_PER_USER")?,
+            refresh_context_ipv4_prefix: prefix("REFRESH_CONTEXT_IPV4_PREFIX", 32)?,
+            refresh_context_ipv6_prefix: prefix("REFRESH_CONTEXT_IPV6_PREFIX", 128)?,
+            refresh_context_policy,
             signing_alg,
             master_key: non_empty("MASTER_KEY").map(SecretString::from),
             admin_username: non_empty("ADMIN_USERNAME"),
@@ -585,6 +608,9 @@ impl Settings {
             refresh_idle_timeout: Duration::from_secs(1_209_600),
             refresh_grace_period: Duration::from_secs(5),
             max_sessions_per_user: 20,
+            refresh_context_ipv4_prefix: 16,
+            refresh_context_ipv6_prefix: 48,
+            refresh_context_policy: ContextPolicy::Audit,
             signing_alg: SigningAlg::Es256,
             master_key: Some(SecretString::from(
                 "dGVzdC1tYXN0ZXIta2V5LW5vdC1mb3ItcHJvZHVjdGlvbiE".to_owned(),
@@ -731,6 +757,36 @@ mod tests {
         assert!(s.database_url.expose().contains("data"));
         assert_eq!(s.issuer_for(s.listen), "http://127.0.0.1:8080");
         assert!(report.warnings.is_empty());
+    }
+
+    #[test]
+    fn refresh_context_settings_default_to_audit_on_16_and_48() {
+        let (s, _) = Settings::from_sources(None, &[]).unwrap();
+        assert_eq!(s.refresh_context_ipv4_prefix, 16);
+        assert_eq!(s.refresh_context_ipv6_prefix, 48);
+        assert_eq!(s.refresh_context_policy, ContextPolicy::Audit);
+        let (s, _) = Settings::from_sources(
+            Some("refresh_context_ipv6_prefix = 64"),
+            &env(&[
+                ("LATCHKEY_REFRESH_CONTEXT_IPV4_PREFIX", "24"),
+                ("LATCHKEY_REFRESH_CONTEXT_POLICY", "end_session"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.refresh_context_ipv4_prefix, 24);
+        assert_eq!(s.refresh_context_ipv6_prefix, 64);
+        assert_eq!(s.refresh_context_policy, ContextPolicy::EndSession);
+        for (var, value) in [
+            ("LATCHKEY_REFRESH_CONTEXT_IPV4_PREFIX", "33"),
+            ("LATCHKEY_REFRESH_CONTEXT_IPV4_PREFIX", "-1"),
+            ("LATCHKEY_REFRESH_CONTEXT_IPV6_PREFIX", "129"),
+            ("LATCHKEY_REFRESH_CONTEXT_IPV6_PREFIX", "1000"),
+            ("LATCHKEY_REFRESH_CONTEXT_POLICY", "revoke"),
+        ] {
+            let err = Settings::from_sources(None, &env(&[(var, value)])).unwrap_err();
+            assert!(err.0.contains(var), "{err}");
+            assert!(!err.0.contains('\n'));
+        }
     }
 
     #[test]

@@ -153,6 +153,9 @@ impl From<RefreshFlowError> for Problem {
             RefreshFlowError::Refresh(RefreshError::Reused { .. }) => {
                 Problem::new(Class::Unauthenticated, "refresh_token_reused", message)
             }
+            RefreshFlowError::Refresh(RefreshError::ContextChanged { .. }) => {
+                Problem::new(Class::Unauthenticated, "session_context_changed", message)
+            }
             RefreshFlowError::Refresh(RefreshError::ScopeWidened) => {
                 Problem::new(Class::Invalid, "invalid_scope", message).oauth(ErrorCode::InvalidScope)
             }
@@ -241,6 +244,23 @@ mod tests {
                 ErrorCode::InvalidScope,
             ),
             (RefreshFlowError::AccountUnavailable.into(), "account_unavailable", ErrorCode::InvalidGrant),
+            (
+                RefreshFlowError::Refresh(RefreshError::ContextChanged {
+                    family_id: uuid::Uuid::nil(),
+                    user_id: uuid::Uuid::nil(),
+                    change: Box::new(crate::refresh::context::ContextChange {
+                        previous_ip: None,
+                        ip: None,
+                        previous_agent: None,
+                        agent: None,
+                        network_changed: true,
+                        agent_changed: false,
+                    }),
+                })
+                .into(),
+                "session_context_changed",
+                ErrorCode::InvalidGrant,
+            ),
         ];
         for (problem, code, oauth) in cases {
             assert_eq!(problem.code, code);

@@ -22,6 +22,10 @@ pub struct Model {
     /// `ip` as 16 bytes (IPv4 mapped to IPv6), for CIDR range filters.
     pub ip_bin: Option<Vec<u8>>,
     pub user_agent: Option<String>,
+    /// Address of the last refresh; null until the first one (then `ip` counts).
+    pub last_ip: Option<String>,
+    /// User agent of the last refresh; null until the first one (then `user_agent` counts).
+    pub last_user_agent: Option<String>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -598,7 +598,10 @@ impl AdminUsersApi {
         auth: BearerAuth,
         #[oai(validator(custom = "Storable"))] kind: Query<Option<String>>,
         #[oai(validator(custom = "Storable"))] actor_id: Query<Option<String>>,
-        #[oai(validator(custom = "Storable"))] subject_id: Query<Option<String>>,
+        /// Whom the event is about: a user id lists that user's events (with
+        /// `kind=refresh_context_changed`, their sessions' context changes).
+        #[oai(validator(custom = "Storable"))]
+        subject_id: Query<Option<String>>,
         #[oai(validator(custom = "Storable"))] client_id: Query<Option<String>>,
         since: Query<Option<DateTime<Utc>>>,
         until: Query<Option<DateTime<Utc>>>,

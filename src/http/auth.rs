@@ -452,6 +452,10 @@ impl AuthApi {
     /// The refresh token rotates: use the returned one next time. Presenting
     /// the previous one again within a few seconds returns the same tokens
     /// (two tabs refreshing at once); presenting an older one ends the session.
+    /// A refresh from another network block or another browser than the
+    /// last one is audited (`refresh_context_changed`); with
+    /// `LATCHKEY_REFRESH_CONTEXT_POLICY=end_session` it ends the session
+    /// instead (401 `session_context_changed`: sign in again).
     /// In cookie mode the token comes from the refresh cookie and the new one
     /// is set there.
     #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
@@ -575,11 +579,18 @@ pub struct SessionView {
     pub scope: String,
     pub created_at: DateTime<Utc>,
     pub last_used_at: DateTime<Utc>,
+    /// When it was last refreshed (its sign-in, until the first refresh).
     pub last_rotated_at: DateTime<Utc>,
     /// The session ends at this time at the latest.
     pub expires_at: DateTime<Utc>,
+    /// The address it was signed in from.
     pub ip: Option<String>,
+    /// The user agent it was signed in with.
     pub user_agent: Option<String>,
+    /// The address of its last refresh; absent before the first refresh.
+    pub last_ip: Option<String>,
+    /// The user agent of its last refresh; absent before the first refresh.
+    pub last_user_agent: Option<String>,
     /// This is the session the request's token belongs to.
     pub current: bool,
 }
@@ -596,6 +607,8 @@ impl SessionView {
             expires_at: f.expires_at,
             ip: f.ip.clone(),
             user_agent: f.user_agent.clone(),
+            last_ip: f.last_ip.clone(),
+            last_user_agent: f.last_user_agent.clone(),
             current: current_sid == Some(f.id.to_string().as_str()),
         }
     }

@@ -12,11 +12,21 @@
 //! | `c = n − 1`, rotated less than grace ago      | the same current token again   |
 //! | anything older, or `n − 1` after the grace    | reuse: the family is revoked   |
 //!
+//! Each refresh that rotates or replays also compares where it comes from
+//! with where the family was last refreshed from ([`context`]): another
+//! network block or another user-agent family is reported in
+//! [`Refreshed::context_change`] (the caller audits it) or, under the
+//! `end_session` policy, refused as [`RefreshError::ContextChanged`] before
+//! anything changes (the caller ends the family). The context comes from the
+//! row already read and is written by the rotation's own `UPDATE`, so an
+//! unchanged context costs no statement.
+//!
 //! The grace row is what keeps two tabs (or a retried request) from logging
 //! the user out: both present `n`; one rotates, the other loses the update,
 //! re-reads, finds itself at `n − 1` within the window and receives the very
 //! token the winner got.
 
+pub mod context;
 pub mod repo;
 pub mod token;
 
@@ -31,6 +41,7 @@ use crate::config::Settings;
 use crate::entities::refresh_families;
 use crate::error::Internal;
 use crate::scope::ScopeSet;
+pub use context::{ContextChange, ContextPolicy, ContextRules};
 pub use token::{RefreshToken, RefreshTokenCodec};
 
 /// Why a family was ended, as stored and audited.
@@ -41,6 +52,7 @@ pub mod reason {
     pub const ACCOUNT_UNAVAILABLE: &str = "account_unavailable";
     pub const REVOKED: &str = "revoked";
     pub const SCOPE_WITHDRAWN: &str = "scope_withdrawn";
+    pub const CONTEXT_CHANGED: &str = "context_changed";
 }
 
 /// Lifetimes and limits of families.
@@ -50,6 +62,8 @@ pub struct FamilyPolicy {
     pub idle_timeout: TimeDelta,
     pub grace: TimeDelta,
     pub max_per_user: u32,
+    /// How a refresh from another network or device is noticed and treated.
+    pub context: ContextRules,
 }
 
 impl FamilyPolicy {
@@ -59,6 +73,11 @@ impl FamilyPolicy {
             idle_timeout: delta(s.refresh_idle_timeout),
             grace: delta(s.refresh_grace_period),
             max_per_user: s.max_sessions_per_user,
+            context: ContextRules {
+                v4_prefix: s.refresh_context_ipv4_prefix,
+                v6_prefix: s.refresh_context_ipv6_prefix,
+                policy: s.refresh_context_policy,
+            },
         }
     }
 }
@@ -80,6 +99,9 @@ pub struct Family {
     pub revoked_reason: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Where it was last refreshed from; `None` before the first refresh.
+    pub last_ip: Option<String>,
+    pub last_user_agent: Option<String>,
 }
 
 impl From<refresh_families::Model> for Family {
@@ -99,6 +121,8 @@ impl From<refresh_families::Model> for Family {
             revoked_reason: m.revoked_reason,
             ip: m.ip,
             user_agent: m.user_agent,
+            last_ip: m.last_ip,
+            last_user_agent: m.last_user_agent,
         }
     }
 }
@@ -108,10 +132,19 @@ impl Family {
     pub fn is_live(&self, policy: &FamilyPolicy, now: DateTime<Utc>) -> bool {
         self.revoked_at.is_none() && self.expires_at > now && self.last_used_at + policy.idle_timeout > now
     }
+
+    /// Where the family was last used from: its last refresh, or its login
+    /// until the first refresh (and for rows older than the `last_*` columns).
+    pub fn last_context(&self) -> Origin {
+        Origin {
+            ip: self.last_ip.as_deref().or(self.ip.as_deref()).and_then(|ip| ip.parse().ok()),
+            user_agent: self.last_user_agent.clone().or_else(|| self.user_agent.clone()),
+        }
+    }
 }
 
-/// Where a family was started from.
-#[derive(Clone, Debug, Default)]
+/// Where a request comes from: where a family was started from, or refreshed from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Origin {
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
@@ -144,6 +177,10 @@ pub enum RefreshError {
     /// An old token was replayed: the family has just been revoked.
     #[error("the refresh token was already used; the session has been ended")]
     Reused { family_id: Uuid, user_id: Uuid },
+    /// The refresh came from another network or device and the policy is
+    /// `end_session`: nothing changed yet; the caller ends the family.
+    #[error("the session was used from another network or device and has been ended; sign in again")]
+    ContextChanged { family_id: Uuid, user_id: Uuid, change: Box<ContextChange> },
     #[error(transparent)]
     Internal(#[from] Internal),
 }
@@ -163,6 +200,9 @@ pub struct Refreshed {
     pub family: Family,
     pub token: String,
     pub rotation: Rotation,
+    /// The refresh came from another network or device than the last one
+    /// (under the `audit` policy; `end_session` refuses instead).
+    pub context_change: Option<ContextChange>,
 }
 
 /// The 16-byte form of an address (IPv4 mapped into IPv6), so one index
@@ -207,6 +247,8 @@ pub async fn start(
         ip: new.origin.ip.map(|ip| ip.to_string()),
         ip_bin: new.origin.ip.map(ip_bytes),
         user_agent: clean_user_agent(new.origin.user_agent.as_deref()),
+        last_ip: None,
+        last_user_agent: None,
     };
     let family: Family = repo::insert(db, row).await?.into();
     let overflow =
@@ -217,9 +259,11 @@ pub async fn start(
     Ok((family, token, overflow))
 }
 
-/// Refresh with `presented`. `client_id` is the client the caller
-/// authenticated as: a family is only usable by the client it was issued to.
-/// A `narrow` scope is checked against the family before anything changes.
+/// Refresh with `presented`, from `origin`. `client_id` is the client the
+/// caller authenticated as: a family is only usable by the client it was
+/// issued to. A `narrow` scope is checked against the family before anything
+/// changes.
+#[allow(clippy::too_many_arguments)]
 #[tracing::instrument(skip_all, fields(family_id))]
 pub async fn refresh(
     db: &impl ConnectionTrait,
@@ -229,8 +273,10 @@ pub async fn refresh(
     presented: &str,
     client_id: &str,
     narrow: Option<&ScopeSet>,
+    origin: &Origin,
 ) -> Result<Refreshed, RefreshError> {
     let RefreshToken { family_id, counter } = codec.decode(presented).ok_or(RefreshError::Invalid)?;
+    let current = Origin { ip: origin.ip, user_agent: clean_user_agent(origin.user_agent.as_deref()) };
     tracing::Span::current().record("family_id", tracing::field::display(family_id));
     let mut family: Family = repo::by_id(db, family_id).await?.ok_or(RefreshError::Invalid)?.into();
     if family.client_id != client_id {
@@ -246,24 +292,53 @@ pub async fn refresh(
         return Err(RefreshError::Invalid);
     }
     if counter == family.counter {
-        if repo::advance(db, family_id, counter, now).await? {
+        let context_change = context_check(&family, &current, &policy.context)?;
+        if repo::advance(db, family_id, counter, now, &current).await? {
             family.counter += 1;
             family.last_rotated_at = now;
             family.last_used_at = now;
+            if let Some(ip) = current.ip {
+                family.last_ip = Some(ip.to_string());
+            }
+            if let Some(ua) = current.user_agent {
+                family.last_user_agent = Some(ua);
+            }
             let token = codec.encode(family_id, family.counter);
-            return Ok(Refreshed { family, token, rotation: Rotation::Rotated });
+            return Ok(Refreshed { family, token, rotation: Rotation::Rotated, context_change });
         }
         // Lost the race (or the family was revoked meanwhile): look again.
         family = repo::by_id(db, family_id).await?.ok_or(RefreshError::Invalid)?.into();
         check_usable(&family, policy, now)?;
     }
     if counter + 1 == family.counter && now - family.last_rotated_at <= policy.grace {
+        // Compared with the winner's context, which the row now holds: a
+        // second tab of the same browser is no change (and is not audited
+        // twice); the same token replayed from elsewhere is.
+        let context_change = context_check(&family, &current, &policy.context)?;
         let token = codec.encode(family_id, family.counter);
-        return Ok(Refreshed { family, token, rotation: Rotation::GraceReplay });
+        return Ok(Refreshed { family, token, rotation: Rotation::GraceReplay, context_change });
     }
     // The caller ends the family ([`crate::revocation::cut_off::session`]).
     tracing::warn!(%family_id, user_id = %family.user_id, presented = counter, current = family.counter, "refresh token reuse detected");
     Err(RefreshError::Reused { family_id, user_id: family.user_id })
+}
+
+/// The change from the family's last context, if any; an error instead
+/// when the policy ends sessions on a change.
+fn context_check(
+    family: &Family,
+    current: &Origin,
+    rules: &ContextRules,
+) -> Result<Option<ContextChange>, RefreshError> {
+    let change = context::compare(&family.last_context(), current, rules);
+    match change {
+        Some(change) if rules.policy == ContextPolicy::EndSession => Err(RefreshError::ContextChanged {
+            family_id: family.id,
+            user_id: family.user_id,
+            change: Box::new(change),
+        }),
+        other => Ok(other),
+    }
 }
 
 fn check_usable(family: &Family, policy: &FamilyPolicy, now: DateTime<Utc>) -> Result<(), RefreshError> {

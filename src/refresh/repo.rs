@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::entities::refresh_families::{self, Column, Entity as Families};
 use crate::error::Result;
+use crate::refresh::Origin;
 
 pub async fn insert(
     db: &impl ConnectionTrait,
@@ -28,12 +29,27 @@ pub async fn by_id(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<refresh
     Ok(Families::find_by_id(id).one(db).await?)
 }
 
-/// Move a family from `counter` to `counter + 1`. `true` if this call won.
-pub async fn advance(db: &impl ConnectionTrait, id: Uuid, counter: i64, now: DateTime<Utc>) -> Result<bool> {
-    let result = Families::update_many()
+/// Move a family from `counter` to `counter + 1` and record where the
+/// refresh came from (what `from` does not know keeps its last value), in
+/// one statement. `true` if this call won.
+pub async fn advance(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    counter: i64,
+    now: DateTime<Utc>,
+    from: &Origin,
+) -> Result<bool> {
+    let mut update = Families::update_many()
         .col_expr(Column::Counter, Expr::value(counter + 1))
         .col_expr(Column::LastRotatedAt, Expr::value(now))
-        .col_expr(Column::LastUsedAt, Expr::value(now))
+        .col_expr(Column::LastUsedAt, Expr::value(now));
+    if let Some(ip) = from.ip {
+        update = update.col_expr(Column::LastIp, Expr::value(ip.to_string()));
+    }
+    if let Some(ua) = &from.user_agent {
+        update = update.col_expr(Column::LastUserAgent, Expr::value(ua.as_str()));
+    }
+    let result = update
         .filter(Column::Id.eq(id))
         .filter(Column::Counter.eq(counter))
         .filter(Column::RevokedAt.is_null())

@@ -30,6 +30,7 @@ mod openapi;
 mod pkce;
 mod protection;
 mod refresh;
+mod refresh_context;
 mod register_login;
 mod restart;
 mod spa_example;
