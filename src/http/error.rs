@@ -359,7 +359,21 @@ impl From<crate::admin::AdminError> for ApiError {
             AdminError::SelfAction(_) => ApiError::forbidden("self_action", e.to_string()),
             AdminError::Invalid(_) => ApiError::validation(e),
             AdminError::Busy => ApiError::busy(e.to_string()),
+            AdminError::UsernameTaken => ApiError::conflict("username_taken", e.to_string()),
+            AdminError::TargetIsAdmin => ApiError::forbidden("target_is_admin", e.to_string()),
+            AdminError::RoleNotGrantable(_) => ApiError::forbidden("role_not_grantable", e.to_string()),
             AdminError::Internal(i) => ApiError::internal(&i),
+        }
+    }
+}
+
+impl From<crate::users::invitation::InvitationError> for ApiError {
+    fn from(e: crate::users::invitation::InvitationError) -> Self {
+        use crate::users::invitation::InvitationError;
+        match e {
+            InvitationError::Invalid => ApiError::bad_request("invalid_invitation", e.to_string()),
+            InvitationError::Busy => ApiError::busy(e.to_string()),
+            InvitationError::Internal(i) => ApiError::internal(&i),
         }
     }
 }
