@@ -43,7 +43,9 @@ impl Actor {
     pub fn stamp(&self, event: Event) -> Event {
         match self {
             Actor::Admin(id) => event.actor(id),
-            Actor::Service(client_id) => event.actor(client_id).client(client_id).detail("actor_type", "service"),
+            Actor::Service(client_id) => {
+                event.actor(client_id).client(client_id).detail("actor_type", "service")
+            }
         }
     }
 
@@ -320,7 +322,12 @@ pub async fn reset_password(
 }
 
 /// Delete a user; everything they were issued stops working.
-pub async fn delete_user(state: &AppState, origin: &Origin, actor: &Actor, id: Uuid) -> Result<(), AdminError> {
+pub async fn delete_user(
+    state: &AppState,
+    origin: &Origin,
+    actor: &Actor,
+    id: Uuid,
+) -> Result<(), AdminError> {
     if actor.user_id() == Some(id) {
         return Err(AdminError::SelfAction("an admin cannot delete themselves"));
     }

@@ -19,7 +19,8 @@ use sea_orm::sea_query::SimpleExpr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, QueryFilter, QuerySelect};
 
 use crate::entities::{
-    audit_events, authorization_codes, browser_sessions, invitations, refresh_families, revocations, signing_keys,
+    audit_events, authorization_codes, browser_sessions, invitations, refresh_families, revocations,
+    signing_keys,
 };
 use crate::error::Result;
 use crate::oauth::codes::REUSE_WINDOW;
@@ -130,5 +131,13 @@ pub async fn run(
         signing_keys::Column::RetiredAt.lt(dead_since),
     )
     .await?;
-    Ok(PurgeReport { families, codes, browser_sessions, invitations, revocations, audit_events, signing_keys })
+    Ok(PurgeReport {
+        families,
+        codes,
+        browser_sessions,
+        invitations,
+        revocations,
+        audit_events,
+        signing_keys,
+    })
 }

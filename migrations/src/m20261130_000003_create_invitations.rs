@@ -35,10 +35,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        for (name, col) in
-            [("idx_invitations_user", Invitations::UserId), ("idx_invitations_expires_at", Invitations::ExpiresAt)]
-        {
-            manager.create_index(Index::create().name(name).table(Invitations::Table).col(col).to_owned()).await?;
+        for (name, col) in [
+            ("idx_invitations_user", Invitations::UserId),
+            ("idx_invitations_expires_at", Invitations::ExpiresAt),
+        ] {
+            manager
+                .create_index(Index::create().name(name).table(Invitations::Table).col(col).to_owned())
+                .await?;
         }
         Ok(())
     }

@@ -131,7 +131,8 @@ impl OAuthClient {
         };
         let grants =
             |c: &OAuthClient| -> Value { c.grant_types.iter().map(|g| Value::from(g.as_str())).collect() };
-        let fields: [(&str, fn(&OAuthClient) -> Value); 9] = [
+        type Field = fn(&OAuthClient) -> Value;
+        let fields: [(&str, Field); 9] = [
             ("client_name", |c| c.client_name.clone().into()),
             ("redirect_uris", uris),
             ("grant_types", grants),
@@ -341,9 +342,8 @@ fn validate(
         Some(s) => ScopeSet::parse(&s).map_err(|e| bad(e.to_string()))?,
         None => current.map(|c| c.scope.clone()).unwrap_or_default(),
     };
-    if let Some(reserved) = scope
-        .iter()
-        .find(|s| s.starts_with(RESERVED_PREFIX) && *s != INTROSPECT_SCOPE && *s != USERS_SCOPE)
+    if let Some(reserved) =
+        scope.iter().find(|s| s.starts_with(RESERVED_PREFIX) && *s != INTROSPECT_SCOPE && *s != USERS_SCOPE)
     {
         return Err(bad(format!("scope {reserved} is reserved and cannot be granted to a client")));
     }

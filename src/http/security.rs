@@ -96,7 +96,8 @@ impl BearerAuth {
             return Ok(Actor::Admin(self.admin(state)?.id));
         }
         let claims = &self.0.claims;
-        let users_token = claims.scopes().any(|s| s == USERS_SCOPE) && claims.aud.iter().any(|a| a == state.issuer());
+        let users_token =
+            claims.scopes().any(|s| s == USERS_SCOPE) && claims.aud.iter().any(|a| a == state.issuer());
         if !users_token {
             return Err(ApiError::insufficient_scope(
                 "a service needs a client_credentials token with scope latchkey:users to manage users",

@@ -204,7 +204,7 @@ pub async fn create(
         password_changed_at: now,
         last_login_at: None,
     };
-    Ok(repo::insert(db, row).await?.ok_or(RegisterError::UsernameTaken)?)
+    repo::insert(db, row).await?.ok_or(RegisterError::UsernameTaken)
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<User>, Internal> {

@@ -34,7 +34,13 @@ async fn users_token(app: &TestApp, client: &Client) -> String {
     token(app, client, Some("latchkey:users")).await["access_token"].as_str().unwrap().to_owned()
 }
 
-async fn send(app: &TestApp, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> reqwest::Response {
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
     let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
     if let Some(body) = body {
         req = req.json(&body);
@@ -43,7 +49,8 @@ async fn send(app: &TestApp, method: reqwest::Method, path: &str, token: &str, b
 }
 
 async fn id_of(app: &TestApp, token: &str, name: &str) -> String {
-    let page: Value = app.get_with_token(&format!("/admin/users?q={name}"), token).await.json().await.unwrap();
+    let page: Value =
+        app.get_with_token(&format!("/admin/users?q={name}"), token).await.json().await.unwrap();
     page["users"].as_array().unwrap().iter().find(|u| u["username"] == name).unwrap()["id"]
         .as_str()
         .unwrap()
