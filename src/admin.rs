@@ -1,5 +1,6 @@
-//! Administrative actions that span several concepts. Each takes the acting
-//! admin's id and leaves an audit event. Bans, disabling, role changes,
+//! Administrative actions that span several concepts. Each takes who acts
+//! (an admin, or for user management an [`Actor::Service`]) and leaves an
+//! audit event. Bans, disabling, role changes,
 //! password resets, deletions and bulk revocations take access away through
 //! [`crate::revocation::cut_off`], in the same transaction as the change
 //! that causes them.
@@ -15,7 +16,59 @@ use crate::passwords::{HashError, Password};
 use crate::refresh::{self, Family, Origin};
 use crate::revocation::cut_off;
 use crate::state::AppState;
-use crate::users::{self, Email, Role, User, roles_to_column};
+use crate::users::{self, Email, Role, User, Username, invitation, roles_to_column};
+
+/// Who performs an administrative action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Actor {
+    /// A user with the admin role, through an admin token.
+    Admin(Uuid),
+    /// A service client with [`crate::authn::USERS_SCOPE`], through a
+    /// client-credentials token. It manages users, never admins, and never
+    /// grants a role it could not hold itself.
+    Service(String),
+}
+
+impl Actor {
+    /// The acting admin's user id.
+    fn user_id(&self) -> Option<Uuid> {
+        match self {
+            Actor::Admin(id) => Some(*id),
+            Actor::Service(_) => None,
+        }
+    }
+
+    /// Who acted, on an audit event: the admin's user id, or the service's
+    /// client id (as actor and as client).
+    pub fn stamp(&self, event: Event) -> Event {
+        match self {
+            Actor::Admin(id) => event.actor(id),
+            Actor::Service(client_id) => {
+                event.actor(client_id).client(client_id).detail("actor_type", "service")
+            }
+        }
+    }
+
+    /// A service may not act on an admin: no change, ban, reset, session
+    /// listing or deletion.
+    fn may_act_on(&self, target: &User) -> Result<(), AdminError> {
+        match self {
+            Actor::Service(_) if target.is_admin() => Err(AdminError::TargetIsAdmin),
+            _ => Ok(()),
+        }
+    }
+
+    /// A service may not grant a role it could not hold itself: the admin
+    /// role, the one that confers `latchkey:admin`.
+    fn may_grant(&self, roles: &[Role]) -> Result<(), AdminError> {
+        match self {
+            Actor::Service(_) if roles.iter().any(|r| r.as_str() == Role::ADMIN) => {
+                Err(AdminError::RoleNotGrantable(Role::ADMIN))
+            }
+            _ => Ok(()),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -30,8 +83,26 @@ pub enum AdminError {
     Invalid(String),
     #[error("password hashing is saturated")]
     Busy,
+    #[error("this username is already taken")]
+    UsernameTaken,
+    /// A service tried to create, change or delete an admin.
+    #[error("a service cannot create, change or delete an admin")]
+    TargetIsAdmin,
+    /// A service tried to grant a role it could not hold itself.
+    #[error("a service cannot grant the {0} role")]
+    RoleNotGrantable(&'static str),
     #[error(transparent)]
     Internal(#[from] Internal),
+}
+
+impl From<users::RegisterError> for AdminError {
+    fn from(e: users::RegisterError) -> Self {
+        match e {
+            users::RegisterError::UsernameTaken => AdminError::UsernameTaken,
+            users::RegisterError::Hashing(h) => h.into(),
+            users::RegisterError::Internal(i) => AdminError::Internal(i),
+        }
+    }
 }
 
 impl From<HashError> for AdminError {
@@ -48,16 +119,72 @@ pub async fn existing_user(state: &AppState, id: Uuid) -> Result<User, AdminErro
     users::find(&state.db, id).await?.ok_or(AdminError::UserNotFound)
 }
 
+/// The user `id`, if `actor` may act on them.
+async fn target(state: &AppState, actor: &Actor, id: Uuid) -> Result<User, AdminError> {
+    let user = existing_user(state, id).await?;
+    actor.may_act_on(&user)?;
+    Ok(user)
+}
+
+/// A user's live sessions, if `actor` may see them (a service sees no admin's).
+pub async fn sessions_of_user(state: &AppState, actor: &Actor, id: Uuid) -> Result<Vec<Family>, AdminError> {
+    target(state, actor, id).await?;
+    Ok(sessions_of(state, id).await?)
+}
+
+/// An account to create: with a password set by the actor, or, without
+/// one, with an invitation the person accepts to choose theirs.
+pub struct NewAccount {
+    pub username: Username,
+    pub email: Option<Email>,
+    pub roles: Vec<Role>,
+    pub password: Option<Password>,
+}
+
+/// Create a user. Without a password the account gets an unguessable one
+/// and the returned invitation lets its owner set theirs.
+pub async fn create_user(
+    state: &AppState,
+    origin: &Origin,
+    actor: &Actor,
+    new: NewAccount,
+) -> Result<(User, Option<invitation::Issued>), AdminError> {
+    actor.may_grant(&new.roles)?;
+    let invited = new.password.is_none();
+    let password = new.password.unwrap_or_else(Password::unguessable);
+    let hash = state.hasher.hash(&password).await?;
+    let now = state.now();
+    let txn = state.db.begin().await.map_err(Internal::from)?;
+    let user = users::create(&txn, now, &new.username, new.email.as_ref(), &new.roles, hash).await?;
+    let issued = if invited {
+        let by = match actor {
+            Actor::Admin(id) => id.to_string(),
+            Actor::Service(client_id) => client_id.clone(),
+        };
+        Some(invitation::issue(&txn, now, user.id, &by).await?)
+    } else {
+        None
+    };
+    txn.commit().await.map_err(Internal::from)?;
+    let event = actor
+        .stamp(Event::new(EventKind::UserCreated))
+        .subject(user.id)
+        .detail("roles", user.role_names())
+        .detail("invited", invited);
+    audit::record(&state.db, now, origin, event).await;
+    Ok((user, issued))
+}
+
 /// Ban a user until `until` (or indefinitely).
 pub async fn ban_user(
     state: &AppState,
     origin: &Origin,
-    actor: Uuid,
+    actor: &Actor,
     id: Uuid,
     reason: Option<String>,
     until: Option<DateTime<Utc>>,
 ) -> Result<(User, u64), AdminError> {
-    if actor == id {
+    if actor.user_id() == Some(id) {
         return Err(AdminError::SelfAction("an admin cannot ban themselves"));
     }
     let now = state.now();
@@ -67,14 +194,14 @@ pub async fn ban_user(
     if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(AdminError::Invalid("the reason is at most 500 characters".into()));
     }
-    existing_user(state, id).await?;
+    target(state, actor, id).await?;
     let ban = users::Ban { at: now, until, reason: reason.clone() };
     let txn = state.db.begin().await.map_err(Internal::from)?;
     users::repo::set_ban(&txn, id, Some(ban), now).await?;
     let ended = cut_off::user(&txn, state.reach(now), id, "banned").await?;
     txn.commit().await.map_err(Internal::from)?;
-    let event = Event::new(EventKind::UserBanned)
-        .actor(actor)
+    let event = actor
+        .stamp(Event::new(EventKind::UserBanned))
         .subject(id)
         .detail("reason", reason)
         .detail("until", until.map(|u| u.to_rfc3339()))
@@ -87,13 +214,13 @@ pub async fn ban_user(
 pub async fn unban_user(
     state: &AppState,
     origin: &Origin,
-    actor: Uuid,
+    actor: &Actor,
     id: Uuid,
 ) -> Result<User, AdminError> {
     let now = state.now();
-    existing_user(state, id).await?;
+    target(state, actor, id).await?;
     users::repo::set_ban(&state.db, id, None, now).await?;
-    audit::record(&state.db, now, origin, Event::new(EventKind::UserUnbanned).actor(actor).subject(id)).await;
+    audit::record(&state.db, now, origin, actor.stamp(Event::new(EventKind::UserUnbanned)).subject(id)).await;
     existing_user(state, id).await
 }
 
@@ -108,20 +235,25 @@ pub struct UserPatch {
 pub async fn update_user(
     state: &AppState,
     origin: &Origin,
-    actor: Uuid,
+    actor: &Actor,
     id: Uuid,
     patch: UserPatch,
 ) -> Result<User, AdminError> {
-    if actor == id && patch.roles.is_some() {
+    let own = actor.user_id() == Some(id);
+    if own && patch.roles.is_some() {
         return Err(AdminError::SelfAction("an admin cannot change their own roles"));
     }
-    if actor == id && patch.disabled == Some(true) {
+    if own && patch.disabled == Some(true) {
         return Err(AdminError::SelfAction("an admin cannot disable themselves"));
     }
-    // The actor is an admin and cannot act on themselves, so no change here
-    // can remove the last admin. (Two admins demoting each other at once
-    // could; `latchkey users create --role admin` recovers.)
-    let before = existing_user(state, id).await?;
+    if let Some(roles) = &patch.roles {
+        actor.may_grant(roles)?;
+    }
+    // The actor is an admin who cannot act on themselves, or a service that
+    // cannot act on admins, so no change here can remove the last admin.
+    // (Two admins demoting each other at once could; `latchkey users create
+    // --role admin` recovers.)
+    let before = target(state, actor, id).await?;
     let now = state.now();
     let email = patch.email.map(|e| e.map(|e| e.as_str().to_owned()));
     let roles = patch.roles.as_deref().map(roles_to_column);
@@ -147,8 +279,8 @@ pub async fn update_user(
         .ok_or(AdminError::UserNotFound)?
         .into();
     txn.commit().await.map_err(Internal::from)?;
-    let event = Event::new(EventKind::UserUpdated)
-        .actor(actor)
+    let event = actor
+        .stamp(Event::new(EventKind::UserUpdated))
         .subject(id)
         .detail("email_changed", user.email != before.email)
         .detail("roles", user.role_names())
@@ -162,36 +294,44 @@ pub async fn update_user(
 pub async fn reset_password(
     state: &AppState,
     origin: &Origin,
-    actor: Uuid,
+    actor: &Actor,
     id: Uuid,
     password: &Password,
 ) -> Result<u64, AdminError> {
-    if actor == id {
+    if actor.user_id() == Some(id) {
         // A stolen admin token must not become a permanent takeover.
         return Err(AdminError::SelfAction("an admin cannot reset their own password here"));
     }
-    existing_user(state, id).await?;
+    target(state, actor, id).await?;
     let hash = state.hasher.hash(password).await?;
     let now = state.now();
     let txn = state.db.begin().await.map_err(Internal::from)?;
     users::repo::set_new_password(&txn, id, hash, now).await?;
+    // The password is set: an open invitation must not replace it later.
+    invitation::withdraw_for_user(&txn, id).await?;
     let ended = cut_off::user(&txn, state.reach(now), id, "password_reset").await?;
     txn.commit().await.map_err(Internal::from)?;
     audit::record(
         &state.db,
         now,
         origin,
-        Event::new(EventKind::PasswordReset).actor(actor).subject(id).detail("families_ended", ended),
+        actor.stamp(Event::new(EventKind::PasswordReset)).subject(id).detail("families_ended", ended),
     )
     .await;
     Ok(ended)
 }
 
 /// Delete a user; everything they were issued stops working.
-pub async fn delete_user(state: &AppState, origin: &Origin, actor: Uuid, id: Uuid) -> Result<(), AdminError> {
-    if actor == id {
+pub async fn delete_user(
+    state: &AppState,
+    origin: &Origin,
+    actor: &Actor,
+    id: Uuid,
+) -> Result<(), AdminError> {
+    if actor.user_id() == Some(id) {
         return Err(AdminError::SelfAction("an admin cannot delete themselves"));
     }
+    target(state, actor, id).await?;
     let now = state.now();
     let txn = state.db.begin().await.map_err(Internal::from)?;
     cut_off::user_deleted(&txn, state.reach(now), id).await?;
@@ -199,7 +339,7 @@ pub async fn delete_user(state: &AppState, origin: &Origin, actor: Uuid, id: Uui
         return Err(AdminError::UserNotFound);
     }
     txn.commit().await.map_err(Internal::from)?;
-    audit::record(&state.db, now, origin, Event::new(EventKind::UserDeleted).actor(actor).subject(id)).await;
+    audit::record(&state.db, now, origin, actor.stamp(Event::new(EventKind::UserDeleted)).subject(id)).await;
     Ok(())
 }
 
@@ -213,11 +353,32 @@ pub async fn sessions_of(state: &AppState, user_id: Uuid) -> Result<Vec<Family>,
         .collect())
 }
 
-/// End one session of a user (theirs, or as an admin).
+/// End one session of a user, as an admin or a user-management service.
 pub async fn end_user_session(
     state: &AppState,
     origin: &Origin,
-    actor: Uuid,
+    actor: &Actor,
+    user_id: Uuid,
+    family_id: Uuid,
+) -> Result<(), AdminError> {
+    target(state, actor, user_id).await?;
+    end_session(state, origin, actor.stamp(Event::new(EventKind::FamilyRevoked)), user_id, family_id).await
+}
+
+/// A user ends one of their own sessions.
+pub async fn end_own_session(
+    state: &AppState,
+    origin: &Origin,
+    user_id: Uuid,
+    family_id: Uuid,
+) -> Result<(), AdminError> {
+    end_session(state, origin, Event::new(EventKind::FamilyRevoked).actor(user_id), user_id, family_id).await
+}
+
+async fn end_session(
+    state: &AppState,
+    origin: &Origin,
+    event: Event,
     user_id: Uuid,
     family_id: Uuid,
 ) -> Result<(), AdminError> {
@@ -229,16 +390,8 @@ pub async fn end_user_session(
     if !cut_off::session(&state.db, state.reach(now), family_id, refresh::reason::REVOKED).await? {
         return Err(AdminError::SessionNotFound);
     }
-    audit::record(
-        &state.db,
-        now,
-        origin,
-        Event::new(EventKind::FamilyRevoked)
-            .actor(actor)
-            .subject(user_id)
-            .detail("family_id", family_id.to_string()),
-    )
-    .await;
+    let event = event.subject(user_id).detail("family_id", family_id.to_string());
+    audit::record(&state.db, now, origin, event).await;
     Ok(())
 }
 
@@ -326,11 +479,12 @@ pub async fn update_client(
     }
     let (client, secret) = clients::update(&txn, now, client_id, meta, disabled, &algs).await?;
     txn.commit().await.map_err(Internal::from)?;
+    let changes = clients::OAuthClient::changes(&current, &client);
     audit::record(
         &state.db,
         now,
         origin,
-        Event::new(EventKind::ClientUpdated).actor(actor).client(client_id),
+        Event::new(EventKind::ClientUpdated).actor(actor).client(client_id).detail("changes", changes),
     )
     .await;
     Ok((client, secret))

@@ -17,6 +17,8 @@ use crate::refresh::Origin;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
     UserRegistered,
+    UserCreated,
+    InvitationAccepted,
     LoginSucceeded,
     LoginFailed,
     Logout,
@@ -43,6 +45,8 @@ impl EventKind {
     pub const fn as_str(self) -> &'static str {
         match self {
             EventKind::UserRegistered => "user_registered",
+            EventKind::UserCreated => "user_created",
+            EventKind::InvitationAccepted => "invitation_accepted",
             EventKind::LoginSucceeded => "login_succeeded",
             EventKind::LoginFailed => "login_failed",
             EventKind::Logout => "logout",

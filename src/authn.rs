@@ -28,6 +28,12 @@ pub const FIRST_PARTY_CLIENT_ID: &str = "latchkey";
 /// token that latchkey's admin API would accept.
 pub const ADMIN_SCOPE: &str = "latchkey:admin";
 
+/// The scope that lets a service manage users (not admins) over `/admin/users`.
+/// Only a confidential client whose only grant is `client_credentials` may
+/// be given it; it must be asked for explicitly, and tokens carrying it have
+/// `aud` = the issuer, like admin tokens, so no relying service accepts them.
+pub const USERS_SCOPE: &str = "latchkey:users";
+
 /// The tokens of a successful login or refresh (RFC 6749 §5.1).
 #[derive(Clone, Debug)]
 pub struct TokenGrant {

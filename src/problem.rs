@@ -21,6 +21,7 @@ use crate::oauth::ErrorCode;
 use crate::passwords::HashError;
 use crate::refresh::RefreshError;
 use crate::users::RegisterError;
+use crate::users::invitation::InvitationError;
 
 /// What kind of failure it is, whichever edge reports it.
 #[derive(Debug)]
@@ -203,7 +204,21 @@ impl From<AdminError> for Problem {
             AdminError::SelfAction(_) => Problem::new(Class::Forbidden, "self_action", e),
             AdminError::Invalid(_) => Problem::new(Class::Invalid, "validation_failed", e),
             AdminError::Busy => Problem::busy(e),
+            AdminError::UsernameTaken => Problem::new(Class::Conflict, "username_taken", e),
+            AdminError::TargetIsAdmin => Problem::new(Class::Forbidden, "target_is_admin", e),
+            AdminError::RoleNotGrantable(_) => Problem::new(Class::Forbidden, "role_not_grantable", e),
             AdminError::Internal(i) => Problem::internal(i),
+        }
+    }
+}
+
+/// Accepting an invitation an admin created.
+impl From<InvitationError> for Problem {
+    fn from(e: InvitationError) -> Self {
+        match e {
+            InvitationError::Invalid => Problem::new(Class::Invalid, "invalid_invitation", e),
+            InvitationError::Busy => Problem::busy(e),
+            InvitationError::Internal(i) => Problem::internal(i),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! | refresh families | revoked, expired or idle for longer than the retention |
 //! | authorization codes | past their reuse-detection window |
 //! | browser sessions | expired, or revoked for longer than the retention |
+//! | invitations | expired (used or not) |
 //! | revocations | no token they could deny is valid any more |
 //! | audit events | older than the audit retention |
 //! | signing keys | retired for longer than the retention (private half already wiped) |
@@ -18,7 +19,8 @@ use sea_orm::sea_query::SimpleExpr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, QueryFilter, QuerySelect};
 
 use crate::entities::{
-    audit_events, authorization_codes, browser_sessions, refresh_families, revocations, signing_keys,
+    audit_events, authorization_codes, browser_sessions, invitations, refresh_families, revocations,
+    signing_keys,
 };
 use crate::error::Result;
 use crate::oauth::codes::REUSE_WINDOW;
@@ -39,6 +41,7 @@ pub struct PurgeReport {
     pub families: u64,
     pub codes: u64,
     pub browser_sessions: u64,
+    pub invitations: u64,
     pub revocations: u64,
     pub audit_events: u64,
     pub signing_keys: u64,
@@ -104,6 +107,12 @@ pub async fn run(
         B::ExpiresAt.lt(now).or(B::RevokedAt.lt(dead_since)),
     )
     .await?;
+    let invitations = delete_in_batches::<invitations::Entity, _, Vec<u8>>(
+        db,
+        invitations::Column::TokenHash,
+        invitations::Column::ExpiresAt.lt(now),
+    )
+    .await?;
     let revocations = delete_in_batches::<revocations::Entity, _, i64>(
         db,
         revocations::Column::Seq,
@@ -122,5 +131,13 @@ pub async fn run(
         signing_keys::Column::RetiredAt.lt(dead_since),
     )
     .await?;
-    Ok(PurgeReport { families, codes, browser_sessions, revocations, audit_events, signing_keys })
+    Ok(PurgeReport {
+        families,
+        codes,
+        browser_sessions,
+        invitations,
+        revocations,
+        audit_events,
+        signing_keys,
+    })
 }

@@ -121,6 +121,38 @@ pub struct OAuthClient {
 }
 
 impl OAuthClient {
+    /// What an update changed, for the audit log: `{field: {from, to}}` for
+    /// each field that differs (RFC 7591 names). Secrets are never listed;
+    /// a new secret shows as `token_endpoint_auth_method` changing.
+    pub fn changes(old: &OAuthClient, new: &OAuthClient) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::{Value, json};
+        let uris = |c: &OAuthClient| -> Value {
+            c.redirect_uris.iter().map(|u| Value::from(RedirectUri::as_str(u))).collect()
+        };
+        let grants =
+            |c: &OAuthClient| -> Value { c.grant_types.iter().map(|g| Value::from(g.as_str())).collect() };
+        type Field = fn(&OAuthClient) -> Value;
+        let fields: [(&str, Field); 9] = [
+            ("client_name", |c| c.client_name.clone().into()),
+            ("redirect_uris", uris),
+            ("grant_types", grants),
+            ("response_types", |c| c.response_types.clone().into()),
+            ("scope", |c| c.scope.to_string().into()),
+            ("token_endpoint_auth_method", |c| c.auth_method.as_str().into()),
+            ("id_token_signed_response_alg", |c| c.id_token_signed_response_alg.map(|a| a.as_str()).into()),
+            ("require_pkce", |c| c.requires_pkce().into()),
+            ("disabled", |c| c.disabled.into()),
+        ];
+        let mut changes = serde_json::Map::new();
+        for (name, value) in fields {
+            let (from, to) = (value(old), value(new));
+            if from != to {
+                changes.insert(name.to_owned(), json!({"from": from, "to": to}));
+            }
+        }
+        changes
+    }
+
     pub fn is_confidential(&self) -> bool {
         self.auth_method != AuthMethod::None
     }
@@ -243,6 +275,7 @@ struct Validated {
 pub const RESERVED_PREFIX: &str = "latchkey:";
 /// Lets a client introspect tokens issued to other clients (RFC 7662 §4).
 pub const INTROSPECT_SCOPE: &str = "latchkey:introspect";
+pub use crate::authn::USERS_SCOPE;
 
 /// The algorithms an ID token can be signed with: RS256 always, and the
 /// access-token algorithm.
@@ -309,8 +342,19 @@ fn validate(
         Some(s) => ScopeSet::parse(&s).map_err(|e| bad(e.to_string()))?,
         None => current.map(|c| c.scope.clone()).unwrap_or_default(),
     };
-    if let Some(reserved) = scope.iter().find(|s| s.starts_with(RESERVED_PREFIX) && *s != INTROSPECT_SCOPE) {
+    if let Some(reserved) =
+        scope.iter().find(|s| s.starts_with(RESERVED_PREFIX) && *s != INTROSPECT_SCOPE && *s != USERS_SCOPE)
+    {
         return Err(bad(format!("scope {reserved} is reserved and cannot be granted to a client")));
+    }
+    // User management is for a service acting for itself: never in a token
+    // a user obtained through a client (code or password grant).
+    if scope.contains(USERS_SCOPE)
+        && (auth_method == AuthMethod::None || grant_types != [GrantType::ClientCredentials])
+    {
+        return Err(bad(format!(
+            "scope {USERS_SCOPE} is only for a confidential client whose only grant_type is client_credentials"
+        )));
     }
     let id_token_alg = match meta.id_token_signed_response_alg {
         Some(a) => {
@@ -533,6 +577,65 @@ mod tests {
         assert!(validate_default(m.clone(), None).is_ok());
         m.id_token_signed_response_alg = Some("EdDSA".into());
         assert!(validate_default(m, None).is_err(), "no EdDSA key exists");
+    }
+
+    #[test]
+    fn the_users_scope_is_only_for_confidential_client_credentials_clients() {
+        let mut m = meta(&["client_credentials"], "client_secret_basic", &[]);
+        m.scope = Some("latchkey:users".into());
+        assert!(validate_default(m.clone(), None).is_ok());
+        let mut code = meta(&["authorization_code"], "client_secret_basic", &["https://x.test/cb"]);
+        code.scope = m.scope.clone();
+        assert!(validate_default(code, None).is_err(), "user tokens must never carry it");
+        let mut both = meta(&["client_credentials", "password"], "client_secret_basic", &[]);
+        both.scope = m.scope.clone();
+        assert!(validate_default(both, None).is_err());
+        let mut public = meta(&["client_credentials"], "none", &[]);
+        public.scope = m.scope.clone();
+        assert!(validate_default(public, None).is_err());
+    }
+
+    fn client(scope: &str, uris: &[&str]) -> OAuthClient {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        OAuthClient::try_from(clients::Model {
+            client_id: "c".into(),
+            client_name: "app".into(),
+            secret_hash: Some(vec![1; 32]),
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            redirect_uris: serde_json::to_string(uris).unwrap(),
+            grant_types: "authorization_code".into(),
+            response_types: "code".into(),
+            scope: scope.into(),
+            id_token_signed_response_alg: None,
+            require_pkce: true,
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn changes_list_each_changed_field_and_never_a_secret() {
+        let old = client("openid tasks:read", &["https://a.test/cb"]);
+        assert!(OAuthClient::changes(&old, &old).is_empty());
+        let mut new = client("openid tasks:write", &["https://a.test/cb", "https://b.test/cb"]);
+        new.disabled = true;
+        new.secret_hash = Some(vec![2; 32]);
+        let changes = OAuthClient::changes(&old, &new);
+        assert_eq!(
+            serde_json::Value::Object(changes),
+            serde_json::json!({
+                "scope": {"from": "openid tasks:read", "to": "openid tasks:write"},
+                "redirect_uris": {
+                    "from": ["https://a.test/cb"],
+                    "to": ["https://a.test/cb", "https://b.test/cb"],
+                },
+                "disabled": {"from": false, "to": true},
+            })
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod audit_events;
 pub mod authorization_codes;
 pub mod browser_sessions;
 pub mod clients;
+pub mod invitations;
 pub mod refresh_families;
 pub mod revocation_cursor;
 pub mod revocations;

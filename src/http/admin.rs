@@ -1,4 +1,10 @@
 //! `/admin/*`: administration, for users with the `admin` role.
+//!
+//! The user-management endpoints (`/admin/users*`) also accept a service
+//! client's token with scope `latchkey:users` (see
+//! [`BearerAuth::user_manager`]); such a service never acts on an admin and
+//! never grants the admin role. Clients, keys, bulk revocation and the
+//! audit log are for admins only.
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
@@ -14,13 +20,13 @@ use super::error::ApiError;
 use super::origin::ClientOrigin;
 use super::security::BearerAuth;
 use super::validate::Storable;
-use crate::admin::{BulkCriteria, UserPatch};
+use crate::admin::{BulkCriteria, NewAccount, UserPatch};
 use crate::audit::{self, AuditFilter, Event, EventKind};
 use crate::clients::{self, ClientMetadata, OAuthClient, RedirectUri};
 use crate::keys::{self, KeyPolicy};
 use crate::passwords::Password;
 use crate::state::AppState;
-use crate::users::{self, Email, Role};
+use crate::users::{self, Email, Role, Username};
 
 /// Client registration (RFC 7591 §2 metadata). Unknown fields are refused.
 #[derive(Object, Debug)]
@@ -156,6 +162,52 @@ pub struct UserUpdate {
     pub roles: Option<Vec<String>>,
     /// A disabled account cannot sign in; its sessions and tokens end.
     pub disabled: Option<bool>,
+}
+
+/// A new user. With `password` the account can sign in at once; without
+/// it the response carries an invitation for its owner to choose one.
+#[derive(Object, Debug)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
+pub struct UserCreate {
+    /// As for registration: 2 to 64 letters, digits, marks, `.`, `_` or `-`;
+    /// unique regardless of case and Unicode form.
+    #[oai(validator(max_length = 256))]
+    pub username: String,
+    #[oai(validator(max_length = 254))]
+    pub email: Option<String>,
+    /// Role names (a service with `latchkey:users` cannot grant `admin`).
+    pub roles: Option<Vec<String>>,
+    /// 8 to 256 characters. Leave out to invite the user instead.
+    #[oai(validator(max_length = 1024))]
+    pub password: Option<String>,
+}
+
+/// A single-use token its user exchanges for a password at
+/// `POST /auth/invitations/accept`. Shown only here, never again.
+#[derive(Object)]
+pub struct InvitationView {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for InvitationView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvitationView").field("expires_at", &self.expires_at).finish_non_exhaustive()
+    }
+}
+
+#[derive(Object, Debug)]
+#[oai(skip_serializing_if_is_none)]
+pub struct UserCreatedView {
+    pub user: UserView,
+    /// Present when no password was given.
+    pub invitation: Option<InvitationView>,
+}
+
+#[derive(ApiResponse)]
+pub enum UserCreated {
+    #[oai(status = 201)]
+    Created(Json<UserCreatedView>),
 }
 
 #[derive(Object, Debug)]
@@ -406,7 +458,43 @@ fn parse_roles(names: &[String]) -> Result<Vec<Role>, ApiError> {
 
 #[OpenApi(prefix_path = "/admin", tag = "Tag::Admin")]
 impl AdminUsersApi {
+    /// Create a user, with a password or an invitation.
+    ///
+    /// With `password` (same rules as registration) the user can sign in at
+    /// once. Without it the account gets a password nobody knows (signing in
+    /// fails like a wrong password) and the response carries a single-use
+    /// `invitation` token, valid 72 hours, that the user exchanges for a
+    /// password at `POST /auth/invitations/accept`. `409 username_taken`
+    /// when the name is in use; `503` when password hashing is saturated.
+    ///
+    /// Admins, or a service with `latchkey:users`, which cannot grant the
+    /// `admin` role (`403 role_not_grantable`).
+    #[oai(path = "/users", method = "post", operation_id = "createUser")]
+    async fn create_user(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        origin: ClientOrigin,
+        body: Json<UserCreate>,
+    ) -> Result<UserCreated, ApiError> {
+        let actor = auth.user_manager(&state).await?;
+        let b = body.0;
+        let new = NewAccount {
+            username: Username::parse(&b.username).map_err(ApiError::validation)?,
+            email: b.email.as_deref().map(Email::parse).transpose().map_err(ApiError::validation)?,
+            roles: b.roles.as_deref().map(parse_roles).transpose()?.unwrap_or_default(),
+            password: b.password.as_deref().map(Password::new).transpose().map_err(ApiError::validation)?,
+        };
+        let (user, invitation) = crate::admin::create_user(&state, &origin.0, &actor, new).await?;
+        Ok(UserCreated::Created(Json(UserCreatedView {
+            user: UserView::new(&user, state.now()),
+            invitation: invitation.map(|i| InvitationView { token: i.token, expires_at: i.expires_at }),
+        })))
+    }
+
     /// List users, oldest first, optionally searching usernames and emails.
+    ///
+    /// Admins, or a service with `latchkey:users`.
     #[oai(path = "/users", method = "get", operation_id = "listUsers")]
     async fn list_users(
         &self,
@@ -420,7 +508,7 @@ impl AdminUsersApi {
         /// Page size, 1..=200 (default 50).
         limit: Query<Option<u64>>,
     ) -> Result<AdminOk<UserPage>, ApiError> {
-        auth.admin(&state)?;
+        auth.user_manager(&state).await?;
         let limit = limit.0.unwrap_or(50).clamp(1, 200);
         let rows = users::repo::list(&state.db, after.0, limit, q.0.as_deref()).await?;
         let now = state.now();
@@ -430,6 +518,8 @@ impl AdminUsersApi {
     }
 
     /// One user.
+    ///
+    /// Admins, or a service with `latchkey:users`.
     #[oai(path = "/users/:id", method = "get", operation_id = "getUser")]
     async fn get_user(
         &self,
@@ -437,12 +527,14 @@ impl AdminUsersApi {
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> Result<AdminOk<UserView>, ApiError> {
-        auth.admin(&state)?;
+        auth.user_manager(&state).await?;
         let user = crate::admin::existing_user(&state, id.0).await?;
         Ok(AdminOk::Ok(Json(UserView::new(&user, state.now()))))
     }
 
     /// Change a user's email, roles or disabled flag.
+    ///
+    /// Admins, or a service with `latchkey:users` (not on an admin).
     #[oai(path = "/users/:id", method = "patch", operation_id = "updateUser")]
     async fn update_user(
         &self,
@@ -452,7 +544,7 @@ impl AdminUsersApi {
         id: Path<Uuid>,
         body: Json<UserUpdate>,
     ) -> Result<AdminOk<UserView>, ApiError> {
-        let admin = auth.admin(&state)?;
+        let actor = auth.user_manager(&state).await?;
         let b = body.0;
         let email = match b.email {
             MaybeUndefined::Undefined => None,
@@ -461,11 +553,13 @@ impl AdminUsersApi {
         };
         let roles = b.roles.as_deref().map(parse_roles).transpose()?;
         let patch = UserPatch { email, roles, disabled: b.disabled };
-        let user = crate::admin::update_user(&state, &origin.0, admin.id, id.0, patch).await?;
+        let user = crate::admin::update_user(&state, &origin.0, &actor, id.0, patch).await?;
         Ok(AdminOk::Ok(Json(UserView::new(&user, state.now()))))
     }
 
     /// Delete a user. Their sessions end and their tokens are denied.
+    ///
+    /// Admins, or a service with `latchkey:users` (not on an admin).
     #[oai(path = "/users/:id", method = "delete", operation_id = "deleteUser")]
     async fn delete_user(
         &self,
@@ -474,12 +568,15 @@ impl AdminUsersApi {
         origin: ClientOrigin,
         id: Path<Uuid>,
     ) -> Result<Deleted, ApiError> {
-        let admin = auth.admin(&state)?;
-        crate::admin::delete_user(&state, &origin.0, admin.id, id.0).await?;
+        let actor = auth.user_manager(&state).await?;
+        crate::admin::delete_user(&state, &origin.0, &actor, id.0).await?;
         Ok(Deleted::NoContent)
     }
 
     /// Set a new password; every session of the user ends.
+    ///
+    /// Admins, or a service with `latchkey:users` (not on an admin).
+    /// An open invitation of the user is withdrawn.
     #[oai(path = "/users/:id/password", method = "post", operation_id = "resetUserPassword")]
     async fn reset_password(
         &self,
@@ -489,14 +586,16 @@ impl AdminUsersApi {
         id: Path<Uuid>,
         body: Json<PasswordResetRequest>,
     ) -> Result<AdminOk<SessionsEnded>, ApiError> {
-        let admin = auth.admin(&state)?;
+        let actor = auth.user_manager(&state).await?;
         let password = Password::new(&body.0.password).map_err(ApiError::validation)?;
-        let revoked = crate::admin::reset_password(&state, &origin.0, admin.id, id.0, &password).await?;
+        let revoked = crate::admin::reset_password(&state, &origin.0, &actor, id.0, &password).await?;
         Ok(AdminOk::Ok(Json(SessionsEnded { revoked })))
     }
 
     /// Ban a user: sign-in and refresh stop, every session ends, their
     /// access tokens are denied (introspection, the revocation feed).
+    ///
+    /// Admins, or a service with `latchkey:users` (not on an admin).
     #[oai(path = "/users/:id/ban", method = "post", operation_id = "banUser")]
     async fn ban(
         &self,
@@ -506,14 +605,16 @@ impl AdminUsersApi {
         id: Path<Uuid>,
         body: Json<BanRequest>,
     ) -> Result<AdminOk<BanResult>, ApiError> {
-        let admin = auth.admin(&state)?;
+        let actor = auth.user_manager(&state).await?;
         let b = body.0;
         let (user, ended) =
-            crate::admin::ban_user(&state, &origin.0, admin.id, id.0, b.reason, b.until).await?;
+            crate::admin::ban_user(&state, &origin.0, &actor, id.0, b.reason, b.until).await?;
         Ok(AdminOk::Ok(Json(BanResult { user: UserView::new(&user, state.now()), sessions_ended: ended })))
     }
 
     /// Lift a ban.
+    ///
+    /// Admins, or a service with `latchkey:users` (not on an admin).
     #[oai(path = "/users/:id/unban", method = "post", operation_id = "unbanUser")]
     async fn unban(
         &self,
@@ -522,12 +623,14 @@ impl AdminUsersApi {
         origin: ClientOrigin,
         id: Path<Uuid>,
     ) -> Result<AdminOk<UserView>, ApiError> {
-        let admin = auth.admin(&state)?;
-        let user = crate::admin::unban_user(&state, &origin.0, admin.id, id.0).await?;
+        let actor = auth.user_manager(&state).await?;
+        let user = crate::admin::unban_user(&state, &origin.0, &actor, id.0).await?;
         Ok(AdminOk::Ok(Json(UserView::new(&user, state.now()))))
     }
 
     /// A user's live sessions.
+    ///
+    /// Admins, or a service with `latchkey:users` (not on an admin).
     #[oai(path = "/users/:id/sessions", method = "get", operation_id = "listUserSessions")]
     async fn sessions(
         &self,
@@ -535,13 +638,14 @@ impl AdminUsersApi {
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> Result<AdminOk<Vec<SessionView>>, ApiError> {
-        auth.admin(&state)?;
-        crate::admin::existing_user(&state, id.0).await?;
-        let sessions = crate::admin::sessions_of(&state, id.0).await?;
+        let actor = auth.user_manager(&state).await?;
+        let sessions = crate::admin::sessions_of_user(&state, &actor, id.0).await?;
         Ok(AdminOk::Ok(Json(sessions.iter().map(|f| SessionView::new(f, None)).collect())))
     }
 
     /// End one session of a user.
+    ///
+    /// Admins, or a service with `latchkey:users` (not on an admin).
     #[oai(path = "/users/:id/sessions/:session_id", method = "delete", operation_id = "endUserSession")]
     async fn end_session(
         &self,
@@ -551,12 +655,14 @@ impl AdminUsersApi {
         id: Path<Uuid>,
         session_id: Path<Uuid>,
     ) -> Result<Deleted, ApiError> {
-        let admin = auth.admin(&state)?;
-        crate::admin::end_user_session(&state, &origin.0, admin.id, id.0, session_id.0).await?;
+        let actor = auth.user_manager(&state).await?;
+        crate::admin::end_user_session(&state, &origin.0, &actor, id.0, session_id.0).await?;
         Ok(Deleted::NoContent)
     }
 
     /// End every session matching the criteria, in one statement.
+    ///
+    /// Admins only (not `latchkey:users`).
     #[oai(path = "/sessions/revoke", method = "post", operation_id = "bulkRevokeSessions")]
     async fn bulk_revoke(
         &self,
@@ -590,6 +696,8 @@ impl AdminUsersApi {
     }
 
     /// The audit log, newest first.
+    ///
+    /// Admins only (not `latchkey:users`).
     #[oai(path = "/audit", method = "get", operation_id = "listAuditEvents")]
     #[allow(clippy::too_many_arguments)]
     async fn audit(
@@ -641,6 +749,8 @@ impl AdminUsersApi {
     }
 
     /// Signing keys and their states.
+    ///
+    /// Admins only (not `latchkey:users`).
     #[oai(path = "/keys", method = "get", operation_id = "listKeys")]
     async fn keys(
         &self,
@@ -654,6 +764,8 @@ impl AdminUsersApi {
     }
 
     /// Rotate the signing keys: the next keys sign as soon as that is safe.
+    ///
+    /// Admins only (not `latchkey:users`).
     #[oai(path = "/keys/rotate", method = "post", operation_id = "rotateKeys")]
     async fn rotate_keys(
         &self,

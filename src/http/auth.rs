@@ -81,6 +81,25 @@ pub struct RegisterRequest {
     pub email: Option<String>,
 }
 
+/// Accepting an invitation: its token and the password to set.
+#[derive(Object, Debug)]
+#[oai(deny_unknown_fields)]
+pub struct InvitationAcceptRequest {
+    /// The `invitation.token` an admin or service received for you.
+    #[oai(validator(max_length = 128))]
+    pub token: String,
+    /// 8 to 256 characters.
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+}
+
+#[derive(ApiResponse)]
+pub enum InvitationAccepted {
+    /// The password is set; sign in with it.
+    #[oai(status = 200)]
+    Ok(Json<UserView>),
+}
+
 /// Where the refresh token travels (`token_delivery` of login, refresh and
 /// logout).
 ///
@@ -414,6 +433,25 @@ impl AuthApi {
         Ok(Registered::Created(Json(UserView::new(&user, now))))
     }
 
+    /// Accept an invitation: choose the password of an account an admin
+    /// (or a user-management service) created for you.
+    ///
+    /// The token works once, for 72 hours. An unknown, expired or already
+    /// used token is `400 invalid_invitation`; a password outside the rules
+    /// is `400 validation_failed`.
+    #[oai(path = "/invitations/accept", method = "post", operation_id = "acceptInvitation")]
+    async fn accept_invitation(
+        &self,
+        state: Data<&AppState>,
+        origin: ClientOrigin,
+        body: Json<InvitationAcceptRequest>,
+    ) -> Result<InvitationAccepted, ApiError> {
+        let req = body.0;
+        let password = Password::new(&req.password).map_err(ApiError::validation)?;
+        let user = users::invitation::accept(&state, &origin.0, &req.token, &password).await?;
+        Ok(InvitationAccepted::Ok(Json(UserView::new(&user, state.now()))))
+    }
+
     /// Log in with a username and password.
     ///
     /// Starts a new session (refresh family). Unknown user and wrong password
@@ -658,7 +696,7 @@ impl SessionsApi {
         id: poem_openapi::param::Path<Uuid>,
     ) -> Result<SessionEnded, ApiError> {
         let user = auth.account()?;
-        crate::admin::end_user_session(&state, &origin.0, user.id, user.id, id.0).await?;
+        crate::admin::end_own_session(&state, &origin.0, user.id, id.0).await?;
         Ok(SessionEnded::NoContent)
     }
 }

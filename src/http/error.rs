@@ -23,6 +23,7 @@ use crate::clients::ClientError;
 use crate::error::Internal;
 use crate::problem::{Class, Problem};
 use crate::users::RegisterError;
+use crate::users::invitation::InvitationError;
 
 /// The error body of every endpoint.
 #[derive(Object, Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -212,6 +213,7 @@ api_error_via_problem!(
     BearerError,
     AdminError,
     ClientError,
+    InvitationError,
 );
 
 /// The code and status for an error raised before any handler ran.

@@ -35,7 +35,8 @@ pub enum Tag {
     OAuth,
     /// latchkey's JSON API for first-party apps.
     Auth,
-    /// Administration (an admin's token with scope `latchkey:admin`).
+    /// Administration (an admin's token with scope `latchkey:admin`; the
+    /// `/admin/users*` endpoints also take a service's `latchkey:users` token).
     Admin,
     /// The revocation feed for relying services.
     Revocations,

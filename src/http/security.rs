@@ -6,7 +6,9 @@
 //!
 //! What a valid token may then do is decided here too, once per kind of
 //! endpoint: [`BearerAuth::account`] for the user's own account (`/auth/*`),
-//! [`BearerAuth::admin`] for `/admin/*`. `/oauth/userinfo` reads the
+//! [`BearerAuth::admin`] for `/admin/*`, [`BearerAuth::user_manager`] for
+//! the user-management part of `/admin/*`, which a service with
+//! `latchkey:users` may use too. `/oauth/userinfo` reads the
 //! principal itself, by scope, because any client may call it.
 
 use poem::Request;
@@ -14,7 +16,8 @@ use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 
 use super::error::ApiError;
-use crate::authn::{self, ADMIN_SCOPE, FIRST_PARTY_CLIENT_ID, Principal};
+use crate::admin::Actor;
+use crate::authn::{self, ADMIN_SCOPE, FIRST_PARTY_CLIENT_ID, Principal, USERS_SCOPE};
 use crate::state::AppState;
 use crate::users::User;
 
@@ -79,5 +82,31 @@ impl BearerAuth {
             ));
         }
         Ok(user)
+    }
+
+    /// Who may manage users (`/admin/users*`): an admin as for
+    /// [`BearerAuth::admin`], or a service with a client-credentials token
+    /// carrying [`USERS_SCOPE`] with `aud` = the issuer, whose client still
+    /// exists, is enabled and still has that scope (so taking the scope
+    /// away, or disabling the client, stops its outstanding tokens here at
+    /// once). What a service may then do to whom is decided by
+    /// [`crate::admin`] (never to admins, never granting the admin role).
+    pub async fn user_manager(&self, state: &AppState) -> Result<Actor, ApiError> {
+        if self.0.user.is_some() {
+            return Ok(Actor::Admin(self.admin(state)?.id));
+        }
+        let claims = &self.0.claims;
+        let users_token =
+            claims.scopes().any(|s| s == USERS_SCOPE) && claims.aud.iter().any(|a| a == state.issuer());
+        if !users_token {
+            return Err(ApiError::insufficient_scope(
+                "a service needs a client_credentials token with scope latchkey:users to manage users",
+            ));
+        }
+        let client = crate::clients::find(&state.db, &claims.client_id).await?;
+        match client {
+            Some(c) if !c.disabled && c.scope.contains(USERS_SCOPE) => Ok(Actor::Service(c.client_id)),
+            _ => Err(ApiError::insufficient_scope("this client may no longer manage users")),
+        }
     }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::codes::{self, CodeError};
 use super::{ErrorCode, OAuthError, pkce};
-use crate::authn::{self, SessionRequest, TokenGrant};
+use crate::authn::{self, ADMIN_SCOPE, SessionRequest, TokenGrant, USERS_SCOPE};
 use crate::clients::{GrantType, OAuthClient};
 use crate::config::SigningAlg;
 use crate::passwords::Password;
@@ -136,6 +136,10 @@ async fn refresh_token(
 
 /// RFC 6749 §4.4: a service acting for itself. `sub` is the client id; no
 /// refresh token (§4.4.3); scopes within the client's registration.
+///
+/// The admin scope is never available here. [`USERS_SCOPE`] is issued only
+/// when asked for, and a token carrying it has `aud` = the issuer: it is
+/// good for latchkey's user-management API and for no relying service.
 fn client_credentials(
     state: &AppState,
     client: &OAuthClient,
@@ -144,8 +148,9 @@ fn client_credentials(
     if !client.is_confidential() {
         return Err(OAuthError::unauthorized_client("public clients cannot use client_credentials"));
     }
-    let allowed = client.scope.without("openid");
-    let scope = requested_scope(req.scope.as_deref(), &allowed, allowed.clone())?;
+    let allowed = client.scope.without("openid").without(ADMIN_SCOPE);
+    let scope = requested_scope(req.scope.as_deref(), &allowed, allowed.without(USERS_SCOPE))?;
+    let audience = scope.contains(USERS_SCOPE).then(|| state.issuer().to_owned());
     let now = state.now();
     let access = tokens::issue_access(
         &state.keyring,
@@ -159,7 +164,7 @@ fn client_credentials(
             auth_time: None,
             session_id: None,
             jti: None,
-            audience: None,
+            audience,
         },
     )?;
     state.metrics.issued("client_credentials");

@@ -90,6 +90,12 @@ impl Password {
         Ok(Password(SecretString::from(input.nfkc().collect::<String>())))
     }
 
+    /// A password nobody knows: 32 random bytes, base64url. An account
+    /// whose owner has not chosen a password yet gets its hash.
+    pub fn unguessable() -> Password {
+        Password(SecretString::from(crate::crypto::random_token::<32>()))
+    }
+
     fn bytes(&self) -> &[u8] {
         self.0.expose_secret().as_bytes()
     }

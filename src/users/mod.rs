@@ -5,6 +5,7 @@
 //! [`User`] is built from the row and has no password hash, so the hash
 //! cannot reach the HTTP layer by accident.
 
+pub mod invitation;
 pub mod repo;
 pub mod username;
 
@@ -173,13 +174,27 @@ pub async fn register(
     new: NewUser,
 ) -> Result<User, RegisterError> {
     let hash = hasher.hash(&new.password).await?;
+    let user = create(db, now, &new.username, new.email.as_ref(), &new.roles, hash).await?;
+    tracing::info!(user_id = %user.id, "user registered");
+    Ok(user)
+}
+
+/// Insert an account with an already computed password hash.
+pub async fn create(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    username: &Username,
+    email: Option<&Email>,
+    roles: &[Role],
+    password_hash: String,
+) -> Result<User, RegisterError> {
     let row = users::Model {
         id: Uuid::now_v7(),
-        username: new.username.as_str().to_owned(),
-        username_key: new.username.key().to_owned(),
-        email: new.email.map(|e| e.0),
-        password_hash: hash,
-        roles: roles_to_column(&new.roles),
+        username: username.as_str().to_owned(),
+        username_key: username.key().to_owned(),
+        email: email.map(|e| e.0.clone()),
+        password_hash,
+        roles: roles_to_column(roles),
         disabled: false,
         banned_at: None,
         banned_until: None,
@@ -189,9 +204,7 @@ pub async fn register(
         password_changed_at: now,
         last_login_at: None,
     };
-    let user = repo::insert(db, row).await?.ok_or(RegisterError::UsernameTaken)?;
-    tracing::info!(user_id = %user.id, "user registered");
-    Ok(user)
+    repo::insert(db, row).await?.ok_or(RegisterError::UsernameTaken)
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<User>, Internal> {

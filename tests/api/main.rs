@@ -12,11 +12,14 @@ mod oauth_support;
 mod spa_support;
 
 mod abuse;
+mod admin_create_user;
+mod admin_scope;
 mod admin_users;
 mod browser_cookie;
 mod browser_signin;
 mod browser_spa;
 mod cli;
+mod client_audit;
 mod cookie_mode;
 mod cors;
 mod errors;
