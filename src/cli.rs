@@ -126,7 +126,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             require_pkce,
         }) => {
             let db = startup::connect(&settings).await?;
-            startup::migrate(&db).await?;
+            startup::prepare_schema(&db, &settings).await?;
             let meta = ClientMetadata {
                 client_name: Some(name),
                 redirect_uris: Some(redirect_uris),
@@ -149,7 +149,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Keys(command) => {
             let db = startup::connect(&settings).await?;
-            startup::migrate(&db).await?;
+            startup::prepare_schema(&db, &settings).await?;
             let policy = KeyPolicy::from_settings(&settings);
             match command {
                 KeysCommand::Rotate => {
@@ -226,7 +226,7 @@ async fn create_user(
     let roles = roles.iter().map(|r| Role::parse(r)).collect::<Result<Vec<_>, _>>()?;
     let password = Password::new(&read_password()?)?;
     let db = startup::connect(settings).await?;
-    startup::migrate(&db).await?;
+    startup::prepare_schema(&db, settings).await?;
     let hasher =
         PasswordHasher::new(PasswordPolicy::from_settings(settings)?, 1, 1).await.map_err(|e| e.0)?;
     let user = users::register(&db, &hasher, clock.now(), NewUser { username, email, password, roles })

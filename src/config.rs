@@ -203,6 +203,11 @@ pub struct Settings {
     pub admin_cors_origins: Vec<String>,
     pub log_format: LogFormat,
     pub db_max_connections: u32,
+    /// `LATCHKEY_MIGRATE_ON_START`: `serve` applies pending migrations
+    /// (default). `false` for a role that may not change the schema: `serve`
+    /// then only checks that the schema is current, and `latchkey migrate`
+    /// runs separately as the owner role.
+    pub migrate_on_start: bool,
     /// Scopes a user may be granted by a password login.
     pub user_scopes: ScopeSet,
     /// Whether `POST /auth/register` is open to anyone.
@@ -275,6 +280,7 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("LOG_FORMAT", Some("text")),
     ("USER_SCOPES", Some("openid profile email")),
     ("ALLOW_REGISTRATION", Some("true")),
+    ("MIGRATE_ON_START", Some("true")),
     ("AUTH_CODE_TTL", Some("60")),
     ("SESSION_TTL", Some("43200")),
     ("CLIENT_SECRET_OVERLAP", Some("86400")),
@@ -453,6 +459,7 @@ impl Settings {
             db_max_connections: small("DB_MAX_CONNECTIONS")?,
             user_scopes: ScopeSet::parse(&parse("USER_SCOPES")?).map_err(|e| invalid("USER_SCOPES", e))?,
             allow_registration: boolean("ALLOW_REGISTRATION")?,
+            migrate_on_start: boolean("MIGRATE_ON_START")?,
             auth_code_ttl: seconds("AUTH_CODE_TTL")?,
             session_ttl: seconds("SESSION_TTL")?,
             client_secret_overlap: seconds("CLIENT_SECRET_OVERLAP")?,
@@ -633,6 +640,7 @@ impl Settings {
             db_max_connections: 10,
             user_scopes: ScopeSet::from_stored("openid profile email tasks:read tasks:write"),
             allow_registration: true,
+            migrate_on_start: true,
             auth_code_ttl: Duration::from_secs(60),
             session_ttl: Duration::from_secs(43_200),
             client_secret_overlap: Duration::from_secs(86_400),

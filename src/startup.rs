@@ -77,6 +77,39 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     Migrator::up(db, None).await.context("cannot migrate the database")
 }
 
+/// Make the schema current before serving: apply pending migrations, or,
+/// with `LATCHKEY_MIGRATE_ON_START=false` (a role that may not change the
+/// schema), refuse to start while any is pending.
+pub async fn prepare_schema(db: &DatabaseConnection, settings: &Settings) -> anyhow::Result<()> {
+    if settings.migrate_on_start {
+        return migrate(db).await;
+    }
+    // Read the migrations table directly: sea-orm-migration's own check
+    // would first try to create it, which this role may not do.
+    use migration::seaql_migrations;
+    use sea_orm::EntityTrait;
+    let applied: Vec<String> = match seaql_migrations::Entity::find().all(db).await {
+        Ok(rows) => rows.into_iter().map(|m| m.version).collect(),
+        // A database never migrated has no migrations table.
+        Err(e) if e.to_string().contains("does not exist") || e.to_string().contains("no such table") => {
+            Vec::new()
+        }
+        Err(e) => return Err(e).context("cannot read the schema version from seaql_migrations"),
+    };
+    let pending: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .filter(|name| !applied.contains(name))
+        .collect();
+    match pending.first() {
+        None => Ok(()),
+        Some(next) => anyhow::bail!(
+            "the database schema is behind: {} migration(s) pending, starting with {next}; run `latchkey migrate` with LATCHKEY_DATABASE_URL set to the schema owner's role, then start again",
+            pending.len()
+        ),
+    }
+}
+
 /// Load the master key, warning loudly when it had to be generated.
 pub fn master_key(settings: &Settings) -> anyhow::Result<Arc<MasterKey>> {
     use secrecy::ExposeSecret;
@@ -130,7 +163,7 @@ impl Application {
     /// the database, the master key or the address is unusable.
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
         let db = connect(&settings).await?;
-        migrate(&db).await?;
+        prepare_schema(&db, &settings).await?;
         let master = master_key(&settings)?;
         let keyring =
             KeyRing::start(&db, KeyPolicy::from_settings(&settings), Arc::clone(&master), clock.now())

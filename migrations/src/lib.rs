@@ -9,6 +9,8 @@
 //! Never edit a migration that has shipped; add a new one.
 
 pub use sea_orm_migration::prelude::*;
+/// The table that records applied migrations (read by `serve` when it may not migrate).
+pub use sea_orm_migration::seaql_migrations;
 
 mod m20261124_000001_create_users;
 mod m20261124_000002_create_signing_keys;

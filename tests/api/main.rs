@@ -22,6 +22,7 @@ mod cli;
 mod client_audit;
 mod cookie_mode;
 mod cors;
+mod db_roles;
 mod errors;
 mod feed;
 mod first_party;
