@@ -28,6 +28,7 @@ mod feed;
 mod first_party;
 mod health;
 mod keys;
+mod nginx;
 mod oauth;
 mod oidc_client;
 mod openapi;
