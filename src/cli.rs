@@ -33,6 +33,9 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
+    /// Exit 0 when the server configured here answers `GET /healthz` with
+    /// 200 (a container HEALTHCHECK: the runtime image has no shell or curl).
+    Healthcheck,
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -114,6 +117,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             println!("database is up to date");
         }
         Command::Openapi => print!("{}", crate::http::spec_json()),
+        Command::Healthcheck => healthcheck(&settings).await?,
         Command::Users(UsersCommand::Create { username, email, roles }) => {
             create_user(&settings, clock.as_ref(), &username, email.as_deref(), &roles).await?;
         }
@@ -234,4 +238,42 @@ async fn create_user(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("created user {} ({})", user.username, user.id);
     Ok(())
+}
+
+/// `GET /healthz` on the configured listen address (loopback when it is a
+/// wildcard). Plain HTTP: behind a proxy that terminates TLS, as in
+/// `compose.yaml`; with built-in TLS, point the check at the proxy instead.
+async fn healthcheck(settings: &Settings) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if settings.tls.is_some() {
+        bail!(
+            "healthcheck speaks plain HTTP, and LATCHKEY_TLS_CERT is set: check through the TLS endpoint instead"
+        );
+    }
+    let mut address = settings.listen;
+    if address.ip().is_unspecified() {
+        address.set_ip(match address {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let check = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await?;
+        let mut head = vec![0; 64];
+        let n = stream.read(&mut head).await?;
+        Ok::<_, std::io::Error>(
+            String::from_utf8_lossy(&head[..n]).lines().next().unwrap_or_default().to_owned(),
+        )
+    };
+    let status_line = tokio::time::timeout(std::time::Duration::from_secs(5), check)
+        .await
+        .with_context(|| format!("no answer from {address} within 5 seconds"))?
+        .with_context(|| format!("cannot reach {address}"))?;
+    if status_line.starts_with("HTTP/1.1 200") {
+        println!("healthy");
+        Ok(())
+    } else {
+        bail!("unhealthy: {address} answered {status_line:?}")
+    }
 }

@@ -299,6 +299,10 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("DB_MAX_CONNECTIONS", Some("10")),
 ];
 
+/// Secrets that may instead be given as a file (`LATCHKEY_<NAME>_FILE`),
+/// as container secrets are: the file's content, without a trailing newline.
+pub const FILE_SECRETS: &[&str] = &["MASTER_KEY", "ADMIN_PASSWORD", "METRICS_TOKEN", "DATABASE_URL"];
+
 /// Everything `load` found that deserves a warning once logging is up.
 #[derive(Debug, Default)]
 pub struct LoadReport {
@@ -335,9 +339,14 @@ impl Settings {
                 raw.insert(name, (toml_to_text(&key, value)?, "file"));
             }
         }
+        let mut from_files = Vec::new();
         for (key, value) in env {
             let Some(name) = key.strip_prefix("LATCHKEY_") else { continue };
             if NON_SETTING_VARS.contains(&key.as_str()) {
+                continue;
+            }
+            if let Some(secret) = name.strip_suffix("_FILE").filter(|n| FILE_SECRETS.contains(n)) {
+                from_files.push((secret, value));
                 continue;
             }
             if !SETTINGS.iter().any(|(n, _)| *n == name) {
@@ -345,6 +354,17 @@ impl Settings {
                 continue;
             }
             raw.insert(name.to_owned(), (value.clone(), "env"));
+        }
+        for (name, path) in from_files {
+            if raw.contains_key(name) {
+                return Err(invalid(
+                    name,
+                    format!("set both LATCHKEY_{name} and LATCHKEY_{name}_FILE; set one"),
+                ));
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid(&format!("{name}_FILE"), format!("cannot read {path}: {e}")))?;
+            raw.insert(name.to_owned(), (text.trim_end_matches(['\n', '\r']).to_owned(), "file"));
         }
         let settings = Self::from_raw(&raw)?;
         settings.validate()?;
@@ -751,6 +771,32 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        use secrecy::ExposeSecret;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("master_key");
+        std::fs::write(&key, "dGVzdC1tYXN0ZXIta2V5LW5vdC1mb3ItcHJvZHVjdGlvbiE\n").unwrap();
+        let key = key.display().to_string();
+        let (s, _) = Settings::from_sources(None, &env(&[("LATCHKEY_MASTER_KEY_FILE", &key)])).unwrap();
+        assert_eq!(s.master_key.unwrap().expose_secret(), "dGVzdC1tYXN0ZXIta2V5LW5vdC1mb3ItcHJvZHVjdGlvbiE");
+
+        let both = env(&[("LATCHKEY_MASTER_KEY_FILE", &key), ("LATCHKEY_MASTER_KEY", "x")]);
+        let err = Settings::from_sources(None, &both).unwrap_err();
+        assert!(err.0.contains("LATCHKEY_MASTER_KEY") && err.0.contains("set one"), "{err}");
+
+        let missing = env(&[("LATCHKEY_ADMIN_PASSWORD_FILE", "/nonexistent/secret")]);
+        let err = Settings::from_sources(None, &missing).unwrap_err();
+        assert!(
+            err.0.starts_with("invalid configuration: LATCHKEY_ADMIN_PASSWORD_FILE: cannot read"),
+            "{err}"
+        );
+
+        // Only secrets have a file form.
+        let (_, report) = Settings::from_sources(None, &env(&[("LATCHKEY_ISSUER_FILE", &key)])).unwrap();
+        assert!(report.warnings.iter().any(|w| w.contains("LATCHKEY_ISSUER_FILE")), "{:?}", report.warnings);
     }
 
     #[test]

@@ -139,3 +139,42 @@ fn zero_configuration_serves_and_stops_cleanly_on_sigterm() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
 }
+
+// The container HEALTHCHECK: no shell or curl in the runtime image, so the
+// binary checks its own server, and secrets can come from files.
+db_test!(async fn healthcheck_answers_for_the_running_server_and_secrets_come_from_files(backend) {
+    let app = TestApp::spawn(backend).await;
+    let listen = app.address.trim_start_matches("http://").to_owned();
+    let out = run_cli(&app.db.url, app.db.dir.path().to_path_buf(), &["healthcheck"], None, &[("LATCHKEY_LISTEN", &listen)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "healthy");
+
+    // A wildcard listen address is checked on loopback.
+    let port = listen.rsplit(':').next().unwrap();
+    let out = run_cli(&app.db.url, app.db.dir.path().to_path_buf(), &["healthcheck"], None, &[("LATCHKEY_LISTEN", &format!("0.0.0.0:{port}")), ("LATCHKEY_ISSUER", "http://localhost")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Nothing listening: a one-line failure.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = run_cli(&app.db.url, app.db.dir.path().to_path_buf(), &["healthcheck"], None, &[("LATCHKEY_LISTEN", &free.to_string())]);
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim().lines().count(), 1, "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The master key from a file (a compose secret) opens the same keys.
+    let key_file = app.db.dir.path().join("master_key");
+    std::fs::write(&key_file, format!("{}\n", crate::helpers::TEST_MASTER_KEY)).unwrap();
+    let key_file = key_file.display().to_string();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    let out = cmd
+        .args(["keys", "list"])
+        .env_clear()
+        .env("LATCHKEY_DATABASE_URL", &app.db.url)
+        .env("LATCHKEY_DATA_DIR", app.db.dir.path())
+        .env("LATCHKEY_MASTER_KEY_FILE", &key_file)
+        .env("LATCHKEY_JWKS_MAX_AGE", "300")
+        .env("LATCHKEY_KEY_RELOAD_INTERVAL", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("current"), "{}", String::from_utf8_lossy(&out.stdout));
+});
