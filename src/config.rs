@@ -215,6 +215,8 @@ pub struct Settings {
     pub client_secret_overlap: Duration,
     /// Serve HTTPS with this PEM certificate chain and private key.
     pub tls: Option<TlsFiles>,
+    /// `Strict-Transport-Security: max-age` when the issuer is https.
+    pub hsts_max_age: Duration,
     /// Password checks per minute per client address (0: unlimited).
     pub login_rate_per_ip: u32,
     /// Token-endpoint and refresh requests per minute per client address (0: unlimited).
@@ -290,6 +292,7 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("METRICS_TOKEN", None),
     ("TLS_CERT", None),
     ("TLS_KEY", None),
+    ("HSTS_MAX_AGE", Some("63072000")),
     ("DB_MAX_CONNECTIONS", Some("10")),
 ];
 
@@ -476,6 +479,7 @@ impl Settings {
                     ));
                 }
             },
+            hsts_max_age: seconds("HSTS_MAX_AGE")?,
             allow_weak_password_hashing: false,
         })
     }
@@ -637,6 +641,7 @@ impl Settings {
             session_ttl: Duration::from_secs(43_200),
             client_secret_overlap: Duration::from_secs(86_400),
             tls: None,
+            hsts_max_age: Duration::from_secs(63_072_000),
             login_rate_per_ip: 0,
             token_rate_per_ip: 0,
             register_rate_per_ip: 0,
