@@ -100,7 +100,7 @@ async fn bind(settings: &Settings) -> anyhow::Result<BoxAcceptor> {
         Some(files) => {
             let loaded = crate::tls::load(files).await?;
             tracing::info!(sha256 = %loaded.fingerprint, "TLS certificate loaded");
-            let configs = crate::tls::configs(files.clone(), loaded);
+            let configs = crate::tls::configs(files.clone(), loaded, settings.tls_reload_interval);
             let mut acceptor = listener.rustls(configs).into_acceptor().await.with_context(|| {
                 format!("cannot listen with TLS on {} (check the certificate and key)", settings.listen)
             })?;

@@ -5,7 +5,7 @@
 //! each one as it arrives; connections already open keep the session they
 //! negotiated. [`configs`] is that stream: the configuration read at startup,
 //! then a new one whenever `SIGHUP` arrives or the content of either file
-//! changes (checked every [`POLL_INTERVAL`]). A replacement that cannot be
+//! changes (read every `LATCHKEY_TLS_RELOAD_INTERVAL`). A replacement that cannot be
 //! read, does not parse or whose key does not match its certificate is
 //! logged and skipped, and the previous certificate keeps serving.
 
@@ -22,9 +22,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 use crate::config::TlsFiles;
-
-/// How often the files are read to see whether they changed.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 const CERT_VAR: &str = "LATCHKEY_TLS_CERT";
 const KEY_VAR: &str = "LATCHKEY_TLS_KEY";
@@ -96,17 +93,18 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The configurations for poem's listener: `initial`, then every good
-/// replacement. Must be called inside the runtime (it registers for `SIGHUP`).
-pub fn configs(files: TlsFiles, initial: Loaded) -> BoxStream<'static, RustlsConfig> {
+/// replacement, looking at the files every `poll` (never when zero). Must be
+/// called inside the runtime (it registers for `SIGHUP`).
+pub fn configs(files: TlsFiles, initial: Loaded, poll: Duration) -> BoxStream<'static, RustlsConfig> {
     let watcher = Watcher {
         files,
         seen: Seen::Content(initial.digest),
         hangup: Hangup::register(),
-        interval: {
-            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + POLL_INTERVAL, POLL_INTERVAL);
+        interval: (!poll.is_zero()).then(|| {
+            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + poll, poll);
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             i
-        },
+        }),
     };
     let reloads = futures_util::stream::unfold(watcher, |mut w| async move {
         let config = w.next().await;
@@ -127,7 +125,7 @@ struct Watcher {
     files: TlsFiles,
     seen: Seen,
     hangup: Hangup,
-    interval: tokio::time::Interval,
+    interval: Option<tokio::time::Interval>,
 }
 
 impl Watcher {
@@ -136,7 +134,7 @@ impl Watcher {
         loop {
             let signalled = tokio::select! {
                 () = self.hangup.recv() => true,
-                _ = self.interval.tick() => false,
+                () = tick(&mut self.interval) => false,
             };
             let (cert, key) = match read(&self.files).await {
                 Ok(files) => files,
@@ -170,6 +168,15 @@ impl Watcher {
                 ),
             }
         }
+    }
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
