@@ -183,8 +183,8 @@ db_test!(async fn sighup_reloads_the_certificate(backend) {
 
 /// At startup a key that does not belong to the certificate is refused in
 /// one line naming both variables, instead of failing every handshake later.
-#[test]
-fn serve_refuses_a_key_that_does_not_match_the_certificate() {
+#[tokio::test]
+async fn serve_refuses_a_key_that_does_not_match_the_certificate() {
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let (ca, stranger) = (TestCa::new(), TestCa::new());
@@ -213,7 +213,7 @@ fn serve_refuses_a_key_that_does_not_match_the_certificate() {
             child.kill().unwrap();
             panic!("latchkey started with a mismatched key");
         }
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
