@@ -220,6 +220,10 @@ pub struct Settings {
     pub client_secret_overlap: Duration,
     /// Serve HTTPS with this PEM certificate chain and private key.
     pub tls: Option<TlsFiles>,
+    /// How often the TLS files are checked for changes (zero: only on `SIGHUP`).
+    pub tls_reload_interval: Duration,
+    /// `Strict-Transport-Security: max-age` when the issuer is https.
+    pub hsts_max_age: Duration,
     /// Password checks per minute per client address (0: unlimited).
     pub login_rate_per_ip: u32,
     /// Token-endpoint and refresh requests per minute per client address (0: unlimited).
@@ -296,6 +300,8 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("METRICS_TOKEN", None),
     ("TLS_CERT", None),
     ("TLS_KEY", None),
+    ("TLS_RELOAD_INTERVAL", Some("5")),
+    ("HSTS_MAX_AGE", Some("63072000")),
     ("DB_MAX_CONNECTIONS", Some("10")),
 ];
 
@@ -503,6 +509,8 @@ impl Settings {
                     ));
                 }
             },
+            tls_reload_interval: seconds("TLS_RELOAD_INTERVAL")?,
+            hsts_max_age: seconds("HSTS_MAX_AGE")?,
             allow_weak_password_hashing: false,
         })
     }
@@ -536,6 +544,7 @@ impl Settings {
         range("PURGE_INTERVAL", self.purge_interval, 1, 86_400)?;
         range("PURGE_RETENTION", self.purge_retention, 0, 400 * 86_400)?;
         range("AUDIT_RETENTION", self.audit_retention, 86_400, 10 * 366 * 86_400)?;
+        range("TLS_RELOAD_INTERVAL", self.tls_reload_interval, 0, 86_400)?;
         if self.key_rotation_interval < self.publish_lead() * 2 {
             return Err(invalid(
                 "KEY_ROTATION_INTERVAL",
@@ -665,6 +674,8 @@ impl Settings {
             session_ttl: Duration::from_secs(43_200),
             client_secret_overlap: Duration::from_secs(86_400),
             tls: None,
+            tls_reload_interval: Duration::from_secs(5),
+            hsts_max_age: Duration::from_secs(63_072_000),
             login_rate_per_ip: 0,
             token_rate_per_ip: 0,
             register_rate_per_ip: 0,

@@ -22,6 +22,8 @@ pub mod startup;
 pub mod state;
 /// Logging setup and `spawn_blocking` with span propagation.
 pub mod telemetry;
+/// Built-in TLS: certificate checks and reloads.
+pub mod tls;
 
 // ---- domain ----
 /// Administrative actions spanning several concepts.

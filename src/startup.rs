@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
-use poem::listener::{
-    Acceptor, AcceptorExt, BoxAcceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener,
-};
+use poem::listener::{Acceptor, AcceptorExt, BoxAcceptor, Listener, TcpListener};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 use crate::clock::Clock;
@@ -133,13 +131,10 @@ async fn bind(settings: &Settings) -> anyhow::Result<BoxAcceptor> {
     match &settings.tls {
         None => Ok(listener.into_acceptor().await.with_context(listen_error)?.boxed()),
         Some(files) => {
-            let read = |path: &Path, var: &str| {
-                std::fs::read(path).with_context(|| format!("cannot read {var} {}", path.display()))
-            };
-            let cert = read(&files.cert, "LATCHKEY_TLS_CERT")?;
-            let key = read(&files.key, "LATCHKEY_TLS_KEY")?;
-            let config = RustlsConfig::new().fallback(RustlsCertificate::new().cert(cert).key(key));
-            let mut acceptor = listener.rustls(config).into_acceptor().await.with_context(|| {
+            let loaded = crate::tls::load(files).await?;
+            tracing::info!(sha256 = %loaded.fingerprint, "TLS certificate loaded");
+            let configs = crate::tls::configs(files.clone(), loaded, settings.tls_reload_interval);
+            let mut acceptor = listener.rustls(configs).into_acceptor().await.with_context(|| {
                 format!("cannot listen with TLS on {} (check the certificate and key)", settings.listen)
             })?;
             // poem's rustls acceptor loads its configuration inside the first

@@ -55,10 +55,18 @@ pub async fn limit_body<E: Endpoint>(next: E, mut req: Request, limit: usize) ->
 /// browsers must not sniff content types or frame pages, and no `Referer`
 /// leaves for anywhere unless an endpoint says so. The HTML pages say
 /// `same-origin`: under `no-referrer` a browser posts their forms with
-/// `Origin: null` (see `http::authorize::csrf`).
-pub async fn default_headers<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+/// `Origin: null` (see `http::authorize::csrf`). With an https issuer every
+/// response also carries `hsts` (see [`hsts`]).
+pub async fn default_headers<E: Endpoint>(
+    next: E,
+    req: Request,
+    hsts: Option<&HeaderValue>,
+) -> poem::Result<Response> {
     let mut resp = next.call(req).await?.into_response();
     let headers = resp.headers_mut();
+    if let Some(hsts) = hsts {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -69,6 +77,21 @@ pub async fn default_headers<E: Endpoint>(next: E, req: Request) -> poem::Result
         headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     }
     Ok(resp)
+}
+
+/// The `Strict-Transport-Security` value for a server known as `issuer`:
+/// `max-age=<seconds>` when the issuer is https (served directly or through a
+/// proxy that terminates TLS), none when it is http, where browsers would
+/// ignore it and a development setup must stay reachable over plain HTTP.
+/// No `includeSubDomains`: latchkey does not know what else runs under its
+/// host name, and a path-mounted issuer (`https://example.com/auth`) would
+/// force it on the whole site.
+pub fn hsts(issuer: &str, max_age: std::time::Duration) -> Option<HeaderValue> {
+    let https = issuer.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+    if !https {
+        return None;
+    }
+    HeaderValue::try_from(format!("max-age={}", max_age.as_secs())).ok()
 }
 
 /// One log line per request: method, path (never the query, which may hold

@@ -109,6 +109,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let body_limit = state.settings.body_limit;
     let (log_state, guard_state, cors_state) = (state.clone(), state.clone(), state.clone());
     let labels = std::sync::Arc::new(route_labels());
+    let hsts = middleware::hsts(state.issuer(), state.settings.hsts_max_age);
     Route::new()
         .nest("/", api)
         .nest("/docs", docs)
@@ -126,7 +127,10 @@ pub fn routes(state: AppState) -> impl Endpoint {
             let state = cors_state.clone();
             async move { cors::cors(ep, req, &state.settings).await }
         })
-        .around(middleware::default_headers)
+        .around(move |ep, req| {
+            let hsts = hsts.clone();
+            async move { middleware::default_headers(ep, req, hsts.as_ref()).await }
+        })
         .around(move |ep, req| {
             let (state, labels) = (log_state.clone(), std::sync::Arc::clone(&labels));
             async move { middleware::access_log(ep, req, &state.metrics, &labels).await }

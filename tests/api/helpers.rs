@@ -153,6 +153,8 @@ pub struct TestApp {
     pub ca_pem: Option<String>,
     /// With TLS: the certificate key's SPKI hash (see [`TestCa`]).
     pub tls_spki: Option<String>,
+    /// With TLS: the CA and the files the server reads.
+    pub tls: Option<TestTls>,
     pub client: reqwest::Client,
     pub clock: Arc<MockClock>,
     pub state: AppState,
@@ -176,29 +178,83 @@ pub struct TestCa {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+    /// The leaf certificate, DER: what a client sees as the peer certificate.
+    pub cert_der: Vec<u8>,
     /// Base64 SHA-256 of the leaf's SubjectPublicKeyInfo, for browsers told
     /// to trust exactly this key (`--ignore-certificate-errors-spki-list`).
     pub leaf_spki_sha256: String,
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+/// A `localhost` certificate and its new key.
+pub struct TestLeaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub cert_der: Vec<u8>,
+    pub spki_sha256: String,
 }
 
 impl TestCa {
     pub fn new() -> TestCa {
-        use base64::Engine;
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, PublicKeyData};
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let leaf_key = KeyPair::generate().unwrap();
-        let leaf =
-            CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&leaf_key, &ca).unwrap();
-        let spki = latchkey::crypto::sha256(&leaf_key.subject_public_key_info());
-        TestCa {
-            ca_pem: ca.pem(),
-            cert_pem: leaf.pem(),
-            key_pem: leaf_key.serialize_pem(),
-            leaf_spki_sha256: base64::engine::general_purpose::STANDARD.encode(spki),
+        let issuer = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let mut ca = TestCa {
+            ca_pem: issuer.pem(),
+            cert_pem: String::new(),
+            key_pem: String::new(),
+            cert_der: Vec::new(),
+            leaf_spki_sha256: String::new(),
+            issuer,
+        };
+        let leaf = ca.leaf();
+        (ca.cert_pem, ca.key_pem, ca.cert_der, ca.leaf_spki_sha256) =
+            (leaf.cert_pem, leaf.key_pem, leaf.cert_der, leaf.spki_sha256);
+        ca
+    }
+
+    /// Sign another `localhost` certificate, with a new key (and serial).
+    pub fn leaf(&self) -> TestLeaf {
+        use base64::Engine;
+        use rcgen::{CertificateParams, KeyPair, PublicKeyData};
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        let spki = latchkey::crypto::sha256(&key.subject_public_key_info());
+        TestLeaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
+            spki_sha256: base64::engine::general_purpose::STANDARD.encode(spki),
         }
     }
+}
+
+/// What a TLS test app serves: its CA and the files it reads.
+pub struct TestTls {
+    pub ca: TestCa,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl TestTls {
+    /// Replace the certificate and key files (key first, each atomically,
+    /// as a deployment tool would).
+    pub fn install(&self, cert_pem: &str, key_pem: &str) {
+        write_atomically(&self.key_file, key_pem);
+        write_atomically(&self.cert_file, cert_pem);
+    }
+}
+
+/// Write through a temporary file and a rename: readers see the old or the
+/// new content, never half of it.
+pub fn write_atomically(path: &std::path::Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 impl TestAppBuilder {
@@ -233,14 +289,15 @@ impl TestAppBuilder {
             None => Arc::new(TestDb::new(self.backend).await),
         };
         let mut settings = Settings::for_tests(&db.url, db.dir.path());
-        let ca = self.tls.then(|| {
+        let tls = self.tls.then(|| {
             let ca = TestCa::new();
             let (cert, key) = (db.dir.path().join("tls-cert.pem"), db.dir.path().join("tls-key.pem"));
             std::fs::write(&cert, &ca.cert_pem).unwrap();
             std::fs::write(&key, &ca.key_pem).unwrap();
-            settings.tls = Some(latchkey::config::TlsFiles { cert, key });
-            ca
+            settings.tls = Some(latchkey::config::TlsFiles { cert: cert.clone(), key: key.clone() });
+            TestTls { ca, cert_file: cert, key_file: key }
         });
+        let ca = tls.as_ref().map(|t| &t.ca);
         for f in self.configure {
             f(&mut settings);
         }
@@ -266,14 +323,15 @@ impl TestAppBuilder {
             let _ = stop_rx.await;
         }));
         let mut client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
-        if let Some(ca) = &ca {
+        if let Some(ca) = ca {
             client =
                 client.add_root_certificate(reqwest::Certificate::from_pem(ca.ca_pem.as_bytes()).unwrap());
         }
         TestApp {
             address,
-            tls_spki: ca.as_ref().map(|c| c.leaf_spki_sha256.clone()),
-            ca_pem: ca.map(|c| c.ca_pem),
+            tls_spki: ca.map(|c| c.leaf_spki_sha256.clone()),
+            ca_pem: ca.map(|c| c.ca_pem.clone()),
+            tls,
             client: client.build().expect("client"),
             clock,
             state,

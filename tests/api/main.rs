@@ -42,4 +42,5 @@ mod spa_example;
 mod strict_input;
 mod taking_access;
 mod tasks_e2e;
+mod tls;
 mod token_attacks;
