@@ -122,7 +122,7 @@ fn warn_if_shared(path: &Path) {
     match crate::files::shared_mode(path) {
         Ok(Some(mode)) => tracing::warn!(
             path = %path.display(),
-            mode = format!("{mode:o}"),
+            mode = %format!("{mode:o}"),
             "the master key file is readable by group or others: restrict it with chmod 600"
         ),
         Ok(None) => {}
@@ -276,8 +276,8 @@ impl Application {
             tracing::info!(grace_seconds = grace.as_secs(), "closing the listener, draining requests");
             let _ = closing.send(true);
         };
-        let metrics_server = self.metrics.map(|(acceptor, address)| {
-            tracing::info!(%address, "metrics are served on their own listener");
+        let metrics_server = self.metrics.map(|(acceptor, metrics_address)| {
+            tracing::info!(%metrics_address, "metrics are served on their own listener");
             let mut closed = closed.clone();
             let signal = async move {
                 let _ = closed.wait_for(|c| *c).await;

@@ -153,6 +153,8 @@ pub struct TestApp {
     pub ca_pem: Option<String>,
     /// With TLS: the certificate key's SPKI hash (see [`TestCa`]).
     pub tls_spki: Option<String>,
+    /// `http://127.0.0.1:<port>` of the metrics listener, when configured.
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub clock: Arc<MockClock>,
     pub state: AppState,
@@ -261,6 +263,7 @@ impl TestAppBuilder {
             Some(_) => state.issuer().to_owned(),
             None => format!("http://127.0.0.1:{}", app.port()),
         };
+        let metrics_address = app.metrics_address().map(|a| format!("http://{a}"));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = stop_rx.await;
@@ -273,6 +276,7 @@ impl TestAppBuilder {
         TestApp {
             address,
             tls_spki: ca.as_ref().map(|c| c.leaf_spki_sha256.clone()),
+            metrics_address,
             ca_pem: ca.map(|c| c.ca_pem),
             client: client.build().expect("client"),
             clock,

@@ -29,6 +29,7 @@ mod health;
 mod keys;
 mod oauth;
 mod oidc_client;
+mod operations;
 mod openapi;
 mod pkce;
 mod protection;
