@@ -55,7 +55,8 @@ pub fn shared_mode(_path: &Path) -> io::Result<Option<u32>> {
     Ok(None)
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

@@ -126,7 +126,9 @@ fn warn_if_shared(path: &Path) {
             "the master key file is readable by group or others: restrict it with chmod 600"
         ),
         Ok(None) => {}
-        Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot check the master key file's mode"),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot check the master key file's mode")
+        }
     }
 }
 
