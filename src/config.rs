@@ -243,6 +243,24 @@ pub struct Settings {
     pub audit_retention: Duration,
     /// When set, `GET /metrics` needs `Authorization: Bearer <token>`.
     pub metrics_token: Option<SecretString>,
+    /// `LATCHKEY_METRICS_LISTEN`: serve `GET /metrics` on this address only
+    /// (plain HTTP), and answer 404 for it on the main listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// After SIGTERM, how long to keep serving with `/readyz` answering 503,
+    /// so load balancers stop sending traffic before the listener closes.
+    pub shutdown_delay: Duration,
+    /// After the listener closes, how long in-flight requests may take.
+    pub shutdown_grace: Duration,
+    /// Connections the pool keeps open even when idle.
+    pub db_min_connections: u32,
+    /// An idle connection above the minimum is closed after this (zero: never).
+    pub db_idle_timeout: Duration,
+    /// A connection is replaced after this age (zero: never).
+    pub db_max_lifetime: Duration,
+    /// How long a query waits for a free connection before failing.
+    pub db_acquire_timeout: Duration,
+    /// PostgreSQL `statement_timeout`: a longer statement is cancelled (zero: no limit).
+    pub db_statement_timeout: Duration,
     /// Accept argon2 parameters below OWASP. Only `for_tests` sets it; no variable does.
     pub allow_weak_password_hashing: bool,
 }
@@ -303,6 +321,14 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("TLS_RELOAD_INTERVAL", Some("5")),
     ("HSTS_MAX_AGE", Some("63072000")),
     ("DB_MAX_CONNECTIONS", Some("10")),
+    ("DB_MIN_CONNECTIONS", Some("0")),
+    ("DB_IDLE_TIMEOUT", Some("600")),
+    ("DB_MAX_LIFETIME", Some("1800")),
+    ("DB_ACQUIRE_TIMEOUT", Some("10")),
+    ("DB_STATEMENT_TIMEOUT", Some("30")),
+    ("METRICS_LISTEN", None),
+    ("SHUTDOWN_DELAY", Some("5")),
+    ("SHUTDOWN_GRACE", Some("30")),
 ];
 
 /// Secrets that may instead be given as a file (`LATCHKEY_<NAME>_FILE`),
@@ -443,6 +469,13 @@ impl Settings {
             .trim()
             .parse::<ContextPolicy>()
             .map_err(|e| invalid("REFRESH_CONTEXT_POLICY", e))?;
+        let metrics_listen = non_empty("METRICS_LISTEN")
+            .map(|v| {
+                v.trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|_| invalid("METRICS_LISTEN", format!("expected address:port, got {v:?}")))
+            })
+            .transpose()?;
         let password_hash_concurrency = match non_empty("PASSWORD_HASH_CONCURRENCY") {
             Some(_) => usize::try_from(number("PASSWORD_HASH_CONCURRENCY")?)
                 .map_err(|_| invalid("PASSWORD_HASH_CONCURRENCY", "too large"))?,
@@ -499,6 +532,14 @@ impl Settings {
             purge_retention: seconds("PURGE_RETENTION")?,
             audit_retention: seconds("AUDIT_RETENTION")?,
             metrics_token: non_empty("METRICS_TOKEN").map(SecretString::from),
+            metrics_listen,
+            shutdown_delay: seconds("SHUTDOWN_DELAY")?,
+            shutdown_grace: seconds("SHUTDOWN_GRACE")?,
+            db_min_connections: small("DB_MIN_CONNECTIONS")?,
+            db_idle_timeout: seconds("DB_IDLE_TIMEOUT")?,
+            db_max_lifetime: seconds("DB_MAX_LIFETIME")?,
+            db_acquire_timeout: seconds("DB_ACQUIRE_TIMEOUT")?,
+            db_statement_timeout: seconds("DB_STATEMENT_TIMEOUT")?,
             tls: match (non_empty("TLS_CERT"), non_empty("TLS_KEY")) {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.into(), key: key.into() }),
                 (None, None) => None,
@@ -596,6 +637,18 @@ impl Settings {
         if self.db_max_connections == 0 {
             return Err(invalid("DB_MAX_CONNECTIONS", "must be at least 1"));
         }
+        if self.db_min_connections > self.db_max_connections {
+            return Err(invalid("DB_MIN_CONNECTIONS", "must not exceed LATCHKEY_DB_MAX_CONNECTIONS"));
+        }
+        range("DB_IDLE_TIMEOUT", self.db_idle_timeout, 0, 86_400)?;
+        range("DB_MAX_LIFETIME", self.db_max_lifetime, 0, 7 * 86_400)?;
+        range("DB_ACQUIRE_TIMEOUT", self.db_acquire_timeout, 1, 300)?;
+        range("DB_STATEMENT_TIMEOUT", self.db_statement_timeout, 0, 86_400)?;
+        range("SHUTDOWN_DELAY", self.shutdown_delay, 0, 300)?;
+        range("SHUTDOWN_GRACE", self.shutdown_grace, 1, 3_600)?;
+        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err(invalid("METRICS_LISTEN", "must differ from LATCHKEY_LISTEN"));
+        }
         if self.admin_username.is_some() != self.admin_password.is_some() {
             return Err(ConfigError(
                 "invalid configuration: LATCHKEY_ADMIN_USERNAME and LATCHKEY_ADMIN_PASSWORD must be set together".into(),
@@ -686,6 +739,15 @@ impl Settings {
             purge_retention: Duration::from_secs(604_800),
             audit_retention: Duration::from_secs(7_776_000),
             metrics_token: None,
+            metrics_listen: None,
+            // Tests stop servers often: no load balancer to wait for.
+            shutdown_delay: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(10),
+            db_min_connections: 0,
+            db_idle_timeout: Duration::from_secs(600),
+            db_max_lifetime: Duration::from_secs(1800),
+            db_acquire_timeout: Duration::from_secs(10),
+            db_statement_timeout: Duration::from_secs(30),
             allow_weak_password_hashing: true,
         }
     }
@@ -953,6 +1015,48 @@ mod tests {
                 assert!(err.0.contains(hint), "{bad}: {err}");
                 assert!(!err.0.contains('\n'), "{bad}: {err}");
             }
+        }
+    }
+
+    #[test]
+    fn pool_shutdown_and_metrics_listener_settings_have_documented_defaults() {
+        let (s, _) = Settings::from_sources(None, &[]).unwrap();
+        assert_eq!(s.db_min_connections, 0);
+        assert_eq!(s.db_idle_timeout, Duration::from_secs(600));
+        assert_eq!(s.db_max_lifetime, Duration::from_secs(1800));
+        assert_eq!(s.db_acquire_timeout, Duration::from_secs(10));
+        assert_eq!(s.db_statement_timeout, Duration::from_secs(30));
+        assert_eq!(s.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(s.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(s.metrics_listen, None);
+        let (s, _) = Settings::from_sources(
+            None,
+            &env(&[
+                ("LATCHKEY_DB_MIN_CONNECTIONS", "2"),
+                ("LATCHKEY_DB_STATEMENT_TIMEOUT", "0"),
+                ("LATCHKEY_SHUTDOWN_DELAY", "0"),
+                ("LATCHKEY_METRICS_LISTEN", "10.0.0.5:9100"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.db_min_connections, 2);
+        assert_eq!(s.db_statement_timeout, Duration::ZERO);
+        assert_eq!(s.shutdown_delay, Duration::ZERO);
+        assert_eq!(s.metrics_listen, Some(SocketAddr::from(([10, 0, 0, 5], 9100))));
+        for (var, value) in [
+            ("LATCHKEY_DB_MIN_CONNECTIONS", "11"),
+            ("LATCHKEY_DB_ACQUIRE_TIMEOUT", "0"),
+            ("LATCHKEY_DB_IDLE_TIMEOUT", "soon"),
+            ("LATCHKEY_DB_MAX_LIFETIME", "-1"),
+            ("LATCHKEY_DB_STATEMENT_TIMEOUT", "86401"),
+            ("LATCHKEY_SHUTDOWN_DELAY", "301"),
+            ("LATCHKEY_SHUTDOWN_GRACE", "0"),
+            ("LATCHKEY_METRICS_LISTEN", "9100"),
+            ("LATCHKEY_METRICS_LISTEN", "127.0.0.1:8080"),
+        ] {
+            let err = Settings::from_sources(None, &env(&[(var, value)])).unwrap_err();
+            assert!(err.0.contains(var), "{var}={value}: {err}");
+            assert!(!err.0.contains('\n'));
         }
     }
 

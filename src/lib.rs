@@ -62,6 +62,8 @@ pub mod clock;
 pub mod crypto;
 /// Shared error types.
 pub mod error;
+/// Private directories and files (`0700`, `0600`).
+pub mod files;
 /// Every domain error classified once, for the JSON API, OAuth and HTML edges.
 pub mod problem;
 /// Portable SQL helpers.

@@ -2,12 +2,12 @@
 //!
 //! [`Application::build`] connects, migrates, opens the keys and binds the
 //! listener, reporting the bound port before serving (tests bind port 0).
-//! [`Application::run_until_stopped`] serves until SIGTERM or Ctrl-C, then
-//! drains in-flight requests.
+//! [`Application::run_until_stopped`] serves until SIGTERM or Ctrl-C, goes
+//! unready for a while, then closes the listener and drains in-flight requests.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,18 +28,24 @@ use crate::state::{AppState, Inner};
 use crate::tokens::TokenSettings;
 use crate::users::{self, NewUser, Role, Username};
 
-/// Connect to the configured database. SQLite runs in WAL mode with a busy
-/// timeout, so concurrent writers wait instead of failing.
+/// Connect to the configured database, with the pool sized and timed as
+/// configured. SQLite runs in WAL mode with a busy timeout, so concurrent
+/// writers wait instead of failing; PostgreSQL sessions get the configured
+/// `statement_timeout`.
 pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     let url = &settings.database_url;
-    if url.is_sqlite() {
-        ensure_sqlite_dir(url.expose())?;
+    if let Some(path) = sqlite_file_to_create(url.expose()) {
+        crate::files::create_private_file(&path)
+            .with_context(|| format!("cannot create the database file {}", path.display()))?;
     }
+    let unless_zero = |d: Duration| (!d.is_zero()).then_some(d);
     let mut options = ConnectOptions::new(url.expose().to_owned());
     options
         .max_connections(settings.db_max_connections)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(10))
+        .min_connections(settings.db_min_connections)
+        .acquire_timeout(settings.db_acquire_timeout)
+        .idle_timeout(unless_zero(settings.db_idle_timeout))
+        .max_lifetime(unless_zero(settings.db_max_lifetime))
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|o| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -48,26 +54,41 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
         });
+    if let Some(timeout) = unless_zero(settings.db_statement_timeout) {
+        // Sent with the connection's startup packet; SQLite ignores it.
+        options.statement_timeout(timeout);
+    }
     Database::connect(options)
         .await
         .with_context(|| format!("cannot connect to the database {}", url.redacted()))
 }
 
-fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    if path.is_empty() || path.starts_with(':') {
-        return Ok(());
+/// The file a SQLite URL names, when latchkey should create it (mode 0600,
+/// in directories it creates 0700) before connecting: with `mode=rwc` or no
+/// mode at all, so `sqlite:///var/lib/latchkey/db.sqlite` works like the
+/// default URL. `mode=rw` and `mode=ro` open an existing file only, and an
+/// in-memory database has no file.
+///
+/// Creating the file ourselves also decides its mode: SQLite creates files
+/// `0644`, and gives the `-wal` and `-shm` files the database file's mode.
+fn sqlite_file_to_create(url: &str) -> Option<PathBuf> {
+    use std::str::FromStr;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    if database.is_empty() || database == ":memory:" {
+        return None;
     }
-    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create the database directory {}", parent.display()))?;
+    // The last `mode` wins, as in sqlx.
+    let mode = url::form_urlencoded::parse(params.as_bytes())
+        .filter(|(key, _)| key == "mode")
+        .last()
+        .map(|(_, value)| value.into_owned());
+    if !matches!(mode.as_deref(), None | Some("rwc")) {
+        return None;
     }
-    Ok(())
+    // sqlx's own reading of the path (percent-decoding included).
+    let options = sea_orm::sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_path_buf())
 }
 
 /// Apply pending migrations.
@@ -118,10 +139,28 @@ pub fn master_key(settings: &Settings) -> anyhow::Result<Arc<MasterKey>> {
             path = %path.display(),
             "generated a new master key: back this file up, and give every replica the same key with LATCHKEY_MASTER_KEY; losing it invalidates all signing keys and refresh tokens"
         ),
-        MasterKeySource::File(path) => tracing::info!(path = %path.display(), "master key loaded from file"),
+        MasterKeySource::File(path) => {
+            tracing::info!(path = %path.display(), "master key loaded from file");
+            warn_if_shared(&path);
+        }
         MasterKeySource::Environment => {}
     }
     Ok(Arc::new(key))
+}
+
+/// Warn when the master key file can be read by anyone but its owner.
+fn warn_if_shared(path: &Path) {
+    match crate::files::shared_mode(path) {
+        Ok(Some(mode)) => tracing::warn!(
+            path = %path.display(),
+            mode = %format!("{mode:o}"),
+            "the master key file is readable by group or others: restrict it with chmod 600"
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot check the master key file's mode")
+        }
+    }
 }
 
 /// Bind the listener, with TLS when configured.
@@ -147,9 +186,24 @@ async fn bind(settings: &Settings) -> anyhow::Result<BoxAcceptor> {
     }
 }
 
+/// Bind the metrics listener (`LATCHKEY_METRICS_LISTEN`): plain HTTP, meant
+/// for a private interface.
+async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<(BoxAcceptor, SocketAddr)> {
+    let error = || format!("cannot listen on {addr} (LATCHKEY_METRICS_LISTEN)");
+    let acceptor = TcpListener::bind(addr).into_acceptor().await.with_context(error)?;
+    let bound = socket_address(&acceptor).with_context(error)?;
+    Ok((acceptor.boxed(), bound))
+}
+
+fn socket_address(acceptor: &impl Acceptor) -> Option<SocketAddr> {
+    acceptor.local_addr().into_iter().find_map(|a| a.as_socket_addr().copied())
+}
+
 pub struct Application {
     acceptor: BoxAcceptor,
     address: SocketAddr,
+    /// The metrics listener, when `LATCHKEY_METRICS_LISTEN` is set.
+    metrics: Option<(BoxAcceptor, SocketAddr)>,
     state: AppState,
 }
 
@@ -171,11 +225,11 @@ impl Application {
                 .await
                 .map_err(|e| e.0)?;
         let acceptor = bind(&settings).await?;
-        let address = acceptor
-            .local_addr()
-            .into_iter()
-            .find_map(|a| a.as_socket_addr().copied())
-            .context("the listener has no socket address")?;
+        let address = socket_address(&acceptor).context("the listener has no socket address")?;
+        let metrics = match settings.metrics_listen {
+            Some(addr) => Some(bind_metrics(addr).await?),
+            None => None,
+        };
         let tokens = TokenSettings {
             issuer: settings.issuer_for(address),
             audience: settings.audience.clone(),
@@ -202,9 +256,10 @@ impl Application {
             clock,
             db,
             settings,
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         });
         ensure_admin(&state).await?;
-        Ok(Application { acceptor, address, state })
+        Ok(Application { acceptor, address, metrics, state })
     }
 
     pub fn port(&self) -> u16 {
@@ -213,6 +268,11 @@ impl Application {
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The bound metrics listener, when `LATCHKEY_METRICS_LISTEN` is set.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, a)| *a)
     }
 
     pub fn state(&self) -> AppState {
@@ -224,17 +284,56 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serve until `stop` completes, then drain for up to 10 seconds.
+    /// Serve until `stop` completes. Then keep serving for
+    /// `LATCHKEY_SHUTDOWN_DELAY` with `/readyz` answering 503, so load
+    /// balancers take this replica out of rotation while it still answers;
+    /// then close the listeners and let in-flight requests finish for up to
+    /// `LATCHKEY_SHUTDOWN_GRACE`.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
         let reloader = tokio::spawn(reload_keys(self.state.clone()));
         let purger = tokio::spawn(purge(self.state.clone()));
+        let (delay, grace) = (self.state.settings.shutdown_delay, self.state.settings.shutdown_grace);
+        let (closing, closed) = tokio::sync::watch::channel(false);
+        let state = self.state.clone();
+        let close = async move {
+            stop.await;
+            state.shutting_down.store(true, Ordering::Release);
+            if !delay.is_zero() {
+                tracing::info!(seconds = delay.as_secs(), "not ready: waiting before closing the listener");
+                tokio::time::sleep(delay).await;
+            }
+            tracing::info!(grace_seconds = grace.as_secs(), "closing the listener, draining requests");
+            let _ = closing.send(true);
+        };
+        let metrics_server = self.metrics.map(|(acceptor, metrics_address)| {
+            tracing::info!(%metrics_address, "metrics are served on their own listener");
+            let mut closed = closed.clone();
+            let signal = async move {
+                let _ = closed.wait_for(|c| *c).await;
+            };
+            poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                crate::http::metrics_routes(self.state.clone()),
+                signal,
+                Some(grace),
+            )
+        });
         tracing::info!(address = %self.address, issuer = %self.state.issuer(), "latchkey is listening");
-        let result = poem::Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(crate::http::routes(self.state), stop, Some(Duration::from_secs(10)))
-            .await;
+        let main_server = poem::Server::new_with_acceptor(self.acceptor).run_with_graceful_shutdown(
+            crate::http::routes(self.state),
+            close,
+            Some(grace),
+        );
+        let (result, metrics_result) = match metrics_server {
+            Some(metrics_server) => {
+                let (main, metrics) = tokio::join!(main_server, metrics_server);
+                (main, metrics)
+            }
+            None => (main_server.await, Ok(())),
+        };
         reloader.abort();
         purger.abort();
-        result
+        result.and(metrics_result)
     }
 }
 

@@ -19,7 +19,8 @@ pub struct HealthStatus {
 pub enum Health {
     #[oai(status = 200)]
     Ok(Json<HealthStatus>),
-    /// Not ready: the database is unreachable.
+    /// Not ready: the database is unreachable, or the server is shutting
+    /// down (see `LATCHKEY_SHUTDOWN_DELAY`).
     #[oai(status = 503)]
     Unavailable(Json<HealthStatus>),
 }
@@ -32,6 +33,36 @@ pub enum MetricsResponse {
     /// `LATCHKEY_METRICS_TOKEN` is set and the request did not present it.
     #[oai(status = 401)]
     Unauthorized(Json<super::error::ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `LATCHKEY_METRICS_LISTEN` is set: metrics are served only on that address.
+    #[oai(status = 404)]
+    NotFound(Json<super::error::ErrorBody>),
+}
+
+/// `GET /metrics`, on whichever listener serves it.
+fn metrics_response(state: &AppState, req: &Request) -> MetricsResponse {
+    if let Some(expected) = &state.settings.metrics_token {
+        use secrecy::ExposeSecret;
+        let presented = req
+            .headers()
+            .get(poem::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !crate::crypto::constant_time_eq(presented.as_bytes(), expected.expose_secret().as_bytes()) {
+            return MetricsResponse::Unauthorized(
+                Json(super::error::ErrorBody::new("unauthorized", "the metrics token is required")),
+                super::error::bearer_challenge(None),
+            );
+        }
+    }
+    sample_gauges(state);
+    MetricsResponse::Ok(PlainText(state.metrics.render()), "text/plain; version=0.0.4; charset=utf-8".into())
+}
+
+/// `GET /metrics` on the metrics listener (`LATCHKEY_METRICS_LISTEN`).
+#[poem::handler]
+pub async fn metrics_only(state: Data<&AppState>, req: &Request) -> MetricsResponse {
+    metrics_response(&state, req)
 }
 
 /// Refresh the gauges that are read rather than counted.
@@ -65,34 +96,26 @@ impl HealthApi {
 
     /// Prometheus metrics: requests and latencies per route, logins by
     /// outcome, refreshes, reuse detections, tokens issued, the password
-    /// hashing queue and the database pool.
+    /// hashing queue and the database pool. With `LATCHKEY_METRICS_LISTEN`
+    /// set, served only on that address (404 here).
     #[oai(path = "/metrics", method = "get", operation_id = "getMetrics")]
     async fn metrics(&self, state: Data<&AppState>, req: &Request) -> MetricsResponse {
-        if let Some(expected) = &state.settings.metrics_token {
-            use secrecy::ExposeSecret;
-            let presented = req
-                .headers()
-                .get(poem::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or_default();
-            if !crate::crypto::constant_time_eq(presented.as_bytes(), expected.expose_secret().as_bytes()) {
-                return MetricsResponse::Unauthorized(
-                    Json(super::error::ErrorBody::new("unauthorized", "the metrics token is required")),
-                    super::error::bearer_challenge(None),
-                );
-            }
+        if state.settings.metrics_listen.is_some() {
+            // As for any unknown path: this listener may be public.
+            return MetricsResponse::NotFound(Json(super::error::ErrorBody::new(
+                "not_found",
+                "no such endpoint",
+            )));
         }
-        sample_gauges(&state);
-        MetricsResponse::Ok(
-            PlainText(state.metrics.render()),
-            "text/plain; version=0.0.4; charset=utf-8".into(),
-        )
+        metrics_response(&state, req)
     }
 
-    /// Readiness: the database answers.
+    /// Readiness: the database answers and the server is not shutting down.
     #[oai(path = "/readyz", method = "get", operation_id = "getReadyz")]
     async fn readyz(&self, state: Data<&AppState>) -> Health {
+        if state.shutting_down.load(std::sync::atomic::Ordering::Acquire) {
+            return Health::Unavailable(Json(HealthStatus { status: "shutting down".into() }));
+        }
         match state.db.ping().await {
             Ok(()) => Health::Ok(Json(HealthStatus { status: "ok".into() })),
             Err(e) => {

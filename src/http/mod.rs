@@ -137,3 +137,12 @@ pub fn routes(state: AppState) -> impl Endpoint {
         })
         .data(state)
 }
+
+/// The metrics listener (`LATCHKEY_METRICS_LISTEN`): `GET /metrics` only.
+pub fn metrics_routes(state: AppState) -> impl Endpoint {
+    Route::new()
+        .at("/metrics", poem::get(health::metrics_only))
+        .around(error::normalize_errors)
+        .around(middleware::default_headers)
+        .data(state)
+}

@@ -86,7 +86,7 @@ impl MasterKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(file_err(e)),
         }
-        std::fs::create_dir_all(data_dir).map_err(file_err)?;
+        crate::files::create_private_dir(data_dir).map_err(file_err)?;
         let encoded = crypto::random_token::<32>();
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);

@@ -155,6 +155,8 @@ pub struct TestApp {
     pub tls_spki: Option<String>,
     /// With TLS: the CA and the files the server reads.
     pub tls: Option<TestTls>,
+    /// `http://127.0.0.1:<port>` of the metrics listener, when configured.
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub clock: Arc<MockClock>,
     pub state: AppState,
@@ -318,6 +320,7 @@ impl TestAppBuilder {
             Some(_) => state.issuer().to_owned(),
             None => format!("http://127.0.0.1:{}", app.port()),
         };
+        let metrics_address = app.metrics_address().map(|a| format!("http://{a}"));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = stop_rx.await;
@@ -332,6 +335,7 @@ impl TestAppBuilder {
             tls_spki: ca.map(|c| c.leaf_spki_sha256.clone()),
             ca_pem: ca.map(|c| c.ca_pem.clone()),
             tls,
+            metrics_address,
             client: client.build().expect("client"),
             clock,
             state,

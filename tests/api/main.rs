@@ -32,6 +32,7 @@ mod nginx;
 mod oauth;
 mod oidc_client;
 mod openapi;
+mod operations;
 mod pkce;
 mod protection;
 mod refresh;
