@@ -143,6 +143,7 @@ pub fn metrics_routes(state: AppState) -> impl Endpoint {
     Route::new()
         .at("/metrics", poem::get(health::metrics_only))
         .around(error::normalize_errors)
-        .around(middleware::default_headers)
+        // A private plain-HTTP listener: no HSTS.
+        .around(|ep, req| async move { middleware::default_headers(ep, req, None).await })
         .data(state)
 }

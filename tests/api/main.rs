@@ -23,6 +23,7 @@ mod client_audit;
 mod cookie_mode;
 mod cors;
 mod db_roles;
+mod deploy_files;
 mod errors;
 mod feed;
 mod first_party;

@@ -76,7 +76,7 @@ impl Nginx {
             ("/etc/letsencrypt/live/auth.example.com/privkey.pem", path("key.pem")),
             ("/var/cache/nginx/latchkey", path("cache")),
             ("/var/www/letsencrypt", path("www")),
-            ("server 127.0.0.1:8080;", format!("server 127.0.0.1:{upstream_port};")),
+            ("/etc/nginx/latchkey-upstreams.conf", path("upstreams.conf")),
             ("# proxy_bind 10.0.0.2;", format!("proxy_bind {PROXY};")),
             (
                 "http {",
@@ -91,6 +91,15 @@ impl Nginx {
             conf = conf.replace(from, to);
         }
         std::fs::write(path("nginx.conf"), conf).unwrap();
+        // deploy/nginx-upstreams.conf, pointed at this test's latchkey.
+        let upstreams = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx-upstreams.conf"),
+        )
+        .expect("deploy/nginx-upstreams.conf");
+        assert!(upstreams.contains("server 127.0.0.1:8080;"), "{upstreams}");
+        let upstreams =
+            upstreams.replace("server 127.0.0.1:8080;", &format!("server 127.0.0.1:{upstream_port};"));
+        std::fs::write(path("upstreams.conf"), upstreams).unwrap();
         let globals = format!("daemon off; pid {}; error_log {} warn;", path("nginx.pid"), path("error.log"));
         let check = Command::new(binary)
             .args(["-t", "-p", &path(""), "-c", &path("nginx.conf"), "-g", &globals])
