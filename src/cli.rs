@@ -263,7 +263,11 @@ async fn healthcheck(settings: &Settings) -> anyhow::Result<()> {
         let mut head = vec![0; 64];
         let n = stream.read(&mut head).await?;
         Ok::<_, std::io::Error>(
-            String::from_utf8_lossy(&head[..n]).lines().next().unwrap_or_default().to_owned(),
+            String::from_utf8_lossy(head.get(..n).unwrap_or_default())
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
         )
     };
     let status_line = tokio::time::timeout(std::time::Duration::from_secs(5), check)
