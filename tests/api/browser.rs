@@ -315,9 +315,20 @@ impl Tab {
         self.wait_for(&format!("document.querySelector({})", js_string(selector))).await;
     }
 
+    /// Wait until an element matching `selector` is rendered and enabled,
+    /// as a user needs it to be: pages show their forms only once their
+    /// script knows the user is signed out (`hidden` until then).
+    pub async fn wait_for_usable(&self, selector: &str) {
+        self.wait_for(&format!(
+            "(e => !!e && e.getClientRects().length > 0 && !e.disabled)(document.querySelector({}))",
+            js_string(selector)
+        ))
+        .await;
+    }
+
     /// Type into an input the way a user does (focus, key events).
     pub async fn fill(&self, selector: &str, text: &str) {
-        self.wait_for_element(selector).await;
+        self.wait_for_usable(selector).await;
         let element = self.page.find_element(selector).await.unwrap_or_else(|e| panic!("{selector}: {e}"));
         element.click().await.unwrap_or_else(|e| panic!("click {selector}: {e}"));
         // Clear what is there (a kept username), then type.
@@ -327,7 +338,7 @@ impl Tab {
 
     /// Click an element with the mouse, as a user does.
     pub async fn click(&self, selector: &str) {
-        self.wait_for_element(selector).await;
+        self.wait_for_usable(selector).await;
         let element = self.page.find_element(selector).await.unwrap_or_else(|e| panic!("{selector}: {e}"));
         element.click().await.unwrap_or_else(|e| panic!("click {selector}: {e}"));
     }
