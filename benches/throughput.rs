@@ -108,7 +108,6 @@ fn production_like(db: &BenchDb, dir: &std::path::Path) -> Settings {
     let mut s = Settings::for_tests(&db.url, dir);
     s.argon2_memory_kib = OWASP_ARGON2_MEMORY_KIB;
     s.argon2_iterations = OWASP_ARGON2_ITERATIONS;
-    s.allow_weak_password_hashing = false;
     s.password_hash_concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
     s.max_sessions_per_user = 64;
     s.refresh_grace_period = Duration::ZERO;

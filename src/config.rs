@@ -1,11 +1,19 @@
 //! Settings: typed, flat, one field per `LATCHKEY_*` variable.
 //!
-//! Sources, later ones winning: built-in defaults, an optional TOML file
+//! Each setting is declared once, as a field of [`Settings`]: the variable is
+//! the field's name in upper case, the type is the field's, the default and
+//! the bounds (its value parser) are in its `#[arg]` attribute, and its doc
+//! comment is the documentation. clap reads that declaration; the README's
+//! configuration table is generated from it ([`reference_table`], checked by
+//! a test).
+//!
+//! Sources, later ones winning: the declared defaults, an optional TOML file
 //! (`LATCHKEY_CONFIG`, keys are the variable names without the prefix, in any
-//! case), then the environment. Every value is parsed from text by the same
-//! per-field parser, so an error always names the variable it came from, and a
-//! numeric-looking password stays a string. `validate` rejects nonsense in one
-//! line; `main` prints it and exits non-zero.
+//! case), the environment, and `LATCHKEY_<NAME>_FILE` for secrets. Every value
+//! is parsed from text by its setting's parser, so an error always names the
+//! variable it came from, in one line, and a numeric-looking password stays a
+//! string. [`Settings::validate`] checks what involves several settings; `main`
+//! prints any error and exits non-zero.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,14 +22,26 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use clap::{CommandFactory, Parser};
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::refresh::ContextPolicy;
 use crate::scope::ScopeSet;
 
-/// Environment variables that configure the process but are not settings.
-const NON_SETTING_VARS: &[&str] = &["LATCHKEY_CONFIG", "LATCHKEY_LOG", "LATCHKEY_TEST_DATABASE_URL"];
+/// Environment variables that configure the process but are not settings,
+/// with what they do and their default; the README lists them after the
+/// settings. `LATCHKEY_TEST_DATABASE_URL` is the test suite's, documented
+/// with it.
+const OTHER_VARS: &[(&str, &str, &str)] = &[
+    (
+        "LATCHKEY_CONFIG",
+        "a TOML file of settings, keys without the `LATCHKEY_` prefix (`access_token_ttl = 600`, lists as arrays); the environment wins over it",
+        "unset",
+    ),
+    ("LATCHKEY_LOG", "log filter (`RUST_LOG` syntax)", "`warn,latchkey=info`"),
+    ("LATCHKEY_TEST_DATABASE_URL", "", ""),
+];
 
 /// The OWASP Password Storage Cheat Sheet minimum for argon2id.
 pub const OWASP_ARGON2_MEMORY_KIB: u32 = 19_456;
@@ -31,6 +51,8 @@ pub const OWASP_ARGON2_ITERATIONS: u32 = 2;
 pub const MAX_ARGON2_MEMORY_KIB: u32 = 4 * 1024 * 1024;
 pub const MAX_ARGON2_ITERATIONS: u32 = 16;
 pub const MAX_ARGON2_PARALLELISM: u32 = 16;
+
+const DAY: u64 = 86_400;
 
 /// A configuration error, already phrased for a human: one line.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +103,17 @@ impl FromStr for SigningAlg {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("expected text or json, got {other:?}")),
+        }
+    }
 }
 
 /// A database URL whose `Debug` and `Display` hide the password.
@@ -145,191 +178,205 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// Every setting of the server. Built by [`Settings::load`] in production and
-/// by [`Settings::for_tests`] in tests (which never read the environment).
-#[derive(Clone, Debug)]
+/// Every setting of the server, each declared once (see the module doc).
+/// Built by [`Settings::load`] in production and by [`Settings::for_tests`]
+/// in tests (which never read the environment). The doc comment of a field
+/// is the README's text for its variable: write it for operators.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "latchkey-settings",
+    no_binary_name = true,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 pub struct Settings {
-    /// `LATCHKEY_DATABASE_URL`; default a SQLite file in `data_dir`.
+    /// `postgres://…` or `sqlite://…` (`sqlite:///abs/path.db` works; a SQLite file is created, mode 0600, unless the URL says `mode=rw` or `mode=ro`); unset: `latchkey.db` in the data dir
+    #[arg(long = "database-url", value_parser = database_url)]
+    configured_database_url: Option<DatabaseUrl>,
+    /// The database: `LATCHKEY_DATABASE_URL`, or the SQLite default in `data_dir`.
+    #[arg(skip = DatabaseUrl::new(String::new()))]
     pub database_url: DatabaseUrl,
-    /// `LATCHKEY_DATA_DIR`: the SQLite default and the generated master key live here.
+    /// directory for the SQLite default and a generated master key (created mode 0700)
+    #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
-    /// `LATCHKEY_LISTEN`.
+    /// address:port to bind
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = socket_addr)]
     pub listen: SocketAddr,
-    /// `LATCHKEY_ISSUER`; `None` means `http://` + the bound address.
+    /// the `iss` value and base of discovery URLs (https in production); unset: `http://` (`https://` with built-in TLS) + the listen address
+    #[arg(long, value_parser = issuer)]
     pub issuer: Option<String>,
-    /// `LATCHKEY_AUDIENCE`: default `aud` of access tokens.
+    /// default `aud` of access tokens
+    #[arg(long, default_value = "latchkey", value_parser = audience)]
     pub audience: String,
+    /// access-token lifetime, seconds
+    #[arg(long, default_value = "900", value_parser = seconds(30, DAY))]
     pub access_token_ttl: Duration,
-    /// Absolute lifetime of a refresh family.
+    /// absolute lifetime of a refresh family (a sign-in session), seconds (default 30 days)
+    #[arg(long, default_value = "2592000", value_parser = seconds(60, 400 * DAY))]
     pub refresh_token_ttl: Duration,
-    /// A family unused for this long ends.
+    /// a refresh family unused this long ends, seconds (default 14 days)
+    #[arg(long, default_value = "1209600", value_parser = seconds(60, 400 * DAY))]
     pub refresh_idle_timeout: Duration,
-    /// How long the previous refresh token of a family still returns the current one.
+    /// how long the previous refresh token of a family still returns the current one (two tabs refreshing at once), seconds
+    #[arg(long, default_value = "15", value_parser = seconds(0, 300))]
     pub refresh_grace_period: Duration,
-    /// Live refresh families per user; the oldest ends beyond this.
+    /// live refresh families per user; the oldest ends beyond it
+    #[arg(long, default_value = "20", value_parser = integer::<u32>(1, u64::from(u32::MAX)))]
     pub max_sessions_per_user: u32,
-    /// A refresh from outside this IPv4 prefix of the last one is a context change.
+    /// a refresh from outside this IPv4 prefix of the last refresh's address is a context change (0: any IPv4 address is the same network); see [suspicious refreshes](#protection-and-operations)
+    #[arg(long, default_value = "16", value_parser = integer::<u8>(0, 32))]
     pub refresh_context_ipv4_prefix: u8,
-    /// A refresh from outside this IPv6 prefix of the last one is a context change.
+    /// the same for IPv6
+    #[arg(long, default_value = "48", value_parser = integer::<u8>(0, 128))]
     pub refresh_context_ipv6_prefix: u8,
-    /// What a context change does: audit it, or also end the session.
+    /// what a context change does: `audit` (record a `refresh_context_changed` event) or `end_session` (also end the session: the user signs in again)
+    #[arg(long, default_value = "audit", value_parser = from_str::<ContextPolicy>)]
     pub refresh_context_policy: ContextPolicy,
+    /// `ES256`, `EdDSA` or `RS256` for access tokens
+    #[arg(long, default_value = "ES256", value_parser = from_str::<SigningAlg>)]
     pub signing_alg: SigningAlg,
+    /// 32–64 random bytes (base64 or hex) that encrypt private keys and derive token MAC keys; unset: generated into the data dir (mode 0600), with a warning
+    #[arg(long, value_parser = secret)]
     pub master_key: Option<SecretString>,
+    /// create this admin on start if it does not exist (with `LATCHKEY_ADMIN_PASSWORD`)
+    #[arg(long, value_parser = text)]
     pub admin_username: Option<String>,
+    /// the password of `LATCHKEY_ADMIN_USERNAME`
+    #[arg(long, value_parser = secret)]
     pub admin_password: Option<SecretString>,
-    /// Automatic signing-key rotation period.
+    /// automatic signing-key rotation period, seconds (default 30 days); at least twice `LATCHKEY_JWKS_MAX_AGE` + `LATCHKEY_KEY_RELOAD_INTERVAL`, so a key is published long enough before it signs
+    #[arg(long, default_value = "2592000", value_parser = seconds(3_600, 400 * DAY))]
     pub key_rotation_interval: Duration,
-    /// Upper bound of the JWKS `Cache-Control: max-age`.
+    /// upper bound of the JWKS `Cache-Control: max-age`, seconds
+    #[arg(long, default_value = "3600", value_parser = seconds(0, DAY))]
     pub jwks_max_age: Duration,
-    /// How often each replica reloads keys from the database.
+    /// how often each replica reloads keys from the database, seconds
+    #[arg(long, default_value = "30", value_parser = seconds(1, 3_600))]
     pub key_reload_interval: Duration,
-    /// Password hashes computed at once (defaults to the number of CPUs).
+    /// hashing threads: argon2 hashes computed at once; unset: the number of CPUs
+    #[arg(long = "password-hash-concurrency", value_parser = integer::<usize>(1, 512))]
+    configured_password_hash_concurrency: Option<usize>,
+    /// Password hashes computed at once: the setting, or the number of CPUs.
+    #[arg(skip)]
     pub password_hash_concurrency: usize,
-    /// Logins allowed to wait for a hashing slot before new ones get 503.
+    /// logins that may wait for a hashing slot before new ones get `503` (registrations never hold more than half the threads, queued or running; beyond that they get `503`)
+    #[arg(long, default_value = "256", value_parser = integer::<usize>(0, 1_000_000))]
     pub password_hash_queue: usize,
+    /// argon2id memory, KiB (the lower bound is the OWASP minimum)
+    #[arg(long, default_value = "19456", value_parser = argon2(OWASP_ARGON2_MEMORY_KIB, MAX_ARGON2_MEMORY_KIB))]
     pub argon2_memory_kib: u32,
+    /// argon2id iterations (the lower bound is the OWASP minimum)
+    #[arg(long, default_value = "2", value_parser = argon2(OWASP_ARGON2_ITERATIONS, MAX_ARGON2_ITERATIONS))]
     pub argon2_iterations: u32,
+    /// argon2id lanes
+    #[arg(long, default_value = "1", value_parser = argon2(1, MAX_ARGON2_PARALLELISM))]
     pub argon2_parallelism: u32,
-    /// Largest accepted request body, in bytes.
+    /// largest request body, bytes
+    #[arg(long, default_value = "65536", value_parser = integer::<usize>(1024, 16 * 1024 * 1024))]
     pub body_limit: usize,
-    /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<IpNet>,
-    /// `LATCHKEY_CORS_ORIGINS`: exact origins (`scheme://host[:port]`, as a
-    /// browser serializes them) whose pages may call the token, revoke,
-    /// userinfo and `/auth/*` endpoints with credentials, and use cookie mode.
-    pub cors_origins: Vec<String>,
-    /// `LATCHKEY_ADMIN_CORS_ORIGINS`: exact origins whose pages may call `/admin/*`.
-    pub admin_cors_origins: Vec<String>,
+    /// comma-separated IPs/CIDRs whose `X-Forwarded-For` is believed
+    #[arg(long, default_value = "", value_parser = proxies)]
+    pub trusted_proxies: ::std::vec::Vec<IpNet>,
+    /// comma-separated exact origins (`https://app.example.com`, no path, no `*`) whose pages may call the token, revoke, userinfo and `/auth/*` endpoints with credentials, and use cookie mode; see [Browser apps](#browser-apps-cors-and-cookie-mode)
+    #[arg(long, default_value = "", value_parser = origins)]
+    pub cors_origins: ::std::vec::Vec<String>,
+    /// the same for `/admin/*` (an admin console on its own origin); empty: the admin API is closed to browsers
+    #[arg(long, default_value = "", value_parser = origins)]
+    pub admin_cors_origins: ::std::vec::Vec<String>,
+    /// `text` or `json`
+    #[arg(long, default_value = "text", value_parser = from_str::<LogFormat>)]
     pub log_format: LogFormat,
+    /// database pool size
+    #[arg(long, default_value = "10", value_parser = integer::<u32>(1, 10_000))]
     pub db_max_connections: u32,
-    /// `LATCHKEY_MIGRATE_ON_START`: `serve` applies pending migrations
-    /// (default). `false` for a role that may not change the schema: `serve`
-    /// then only checks that the schema is current, and `latchkey migrate`
-    /// runs separately as the owner role.
+    /// `serve` applies pending migrations; `false` when it runs as a role that may not change the schema (it then refuses to start while a migration is pending; see [least-privilege roles](#least-privilege-database-roles-postgresql))
+    #[arg(long, default_value = "true", value_parser = boolean, action = clap::ArgAction::Set)]
     pub migrate_on_start: bool,
-    /// Scopes a user may be granted by a password login.
+    /// scopes a first-party password login may grant
+    #[arg(long, default_value = "openid profile email", value_parser = scopes)]
     pub user_scopes: ScopeSet,
-    /// Whether `POST /auth/register` is open to anyone.
+    /// whether `POST /auth/register` is open to anyone
+    #[arg(long, default_value = "true", value_parser = boolean, action = clap::ArgAction::Set)]
     pub allow_registration: bool,
-    /// Lifetime of authorization codes.
+    /// authorization code lifetime, seconds
+    #[arg(long, default_value = "60", value_parser = seconds(10, 600))]
     pub auth_code_ttl: Duration,
-    /// Lifetime of the sign-in page's browser session.
+    /// sign-in page browser session lifetime, seconds
+    #[arg(long, default_value = "43200", value_parser = seconds(60, 90 * DAY))]
     pub session_ttl: Duration,
-    /// How long a rotated client secret keeps working.
+    /// how long a rotated client secret keeps working, seconds
+    #[arg(long, default_value = "86400", value_parser = seconds(0, 90 * DAY))]
     pub client_secret_overlap: Duration,
+    /// PEM certificate chain (leaf first): serve HTTPS directly, with `LATCHKEY_TLS_KEY` (the default issuer becomes `https://`); reloaded on `SIGHUP` or when it changes, see [HTTPS](#https); unset: plain HTTP, e.g. behind a proxy
+    #[arg(long, value_parser = path)]
+    tls_cert: Option<PathBuf>,
+    /// the private key (PKCS#8, PKCS#1 or SEC1 PEM) of `LATCHKEY_TLS_CERT`
+    #[arg(long, value_parser = path)]
+    tls_key: Option<PathBuf>,
     /// Serve HTTPS with this PEM certificate chain and private key.
+    #[arg(skip)]
     pub tls: Option<TlsFiles>,
-    /// How often the TLS files are checked for changes (zero: only on `SIGHUP`).
+    /// how often the TLS files are read to see whether they changed, seconds (0: only on `SIGHUP`)
+    #[arg(long, default_value = "5", value_parser = seconds(0, DAY))]
     pub tls_reload_interval: Duration,
-    /// `Strict-Transport-Security: max-age` when the issuer is https.
+    /// `Strict-Transport-Security: max-age` sent when the issuer is `https://`, seconds (default 2 years; 0 tells browsers to forget it)
+    #[arg(long, default_value = "63072000", value_parser = seconds(0, 10 * 366 * DAY))]
     pub hsts_max_age: Duration,
-    /// Password checks per minute per client address (0: unlimited).
+    /// password checks per minute per client address (0: unlimited)
+    #[arg(long, default_value = "30", value_parser = integer::<u32>(0, u64::from(u32::MAX)))]
     pub login_rate_per_ip: u32,
-    /// Token-endpoint and refresh requests per minute per client address (0: unlimited).
+    /// token-endpoint and refresh requests per minute per client address (0: unlimited)
+    #[arg(long, default_value = "300", value_parser = integer::<u32>(0, u64::from(u32::MAX)))]
     pub token_rate_per_ip: u32,
-    /// `POST /auth/register` requests per hour per client address (0: unlimited).
+    /// `POST /auth/register` requests per hour per client address, in bursts of as many (0: unlimited)
+    #[arg(long, default_value = "20", value_parser = integer::<u32>(0, u64::from(u32::MAX)))]
     pub register_rate_per_ip: u32,
-    /// Failed logins per minute for one username before failing addresses must wait.
+    /// failed logins per minute for one username (from anywhere) before it counts as under attack; during an attack, also the attempts per minute that all addresses new for it share (see [Protection](#protection-and-operations))
+    #[arg(long, default_value = "10", value_parser = integer::<u32>(0, u64::from(u32::MAX)))]
     pub username_failure_rate: u32,
-    /// Failures of one username from one address before that pair is locked (0: never).
+    /// failures of one username from one address before that pair is locked (0: never)
+    #[arg(long, default_value = "5", value_parser = integer::<u32>(0, u64::from(u32::MAX)))]
     pub lockout_threshold: u32,
+    /// how long a locked username and address pair stays locked, seconds
+    #[arg(long, default_value = "900", value_parser = seconds(1, DAY))]
     pub lockout_duration: Duration,
-    /// How often the purge job runs.
+    /// how often the purge job deletes dead rows, seconds
+    #[arg(long, default_value = "3600", value_parser = seconds(1, DAY))]
     pub purge_interval: Duration,
-    /// How long revoked and expired rows are kept before the purge deletes them.
+    /// how long revoked and expired rows are kept before the purge deletes them, seconds (default 7 days)
+    #[arg(long, default_value = "604800", value_parser = seconds(0, 400 * DAY))]
     pub purge_retention: Duration,
-    /// How long audit events are kept.
+    /// how long audit events are kept, seconds (default 90 days)
+    #[arg(long, default_value = "7776000", value_parser = seconds(DAY, 10 * 366 * DAY))]
     pub audit_retention: Duration,
-    /// When set, `GET /metrics` needs `Authorization: Bearer <token>`.
+    /// when set, `GET /metrics` needs `Authorization: Bearer <token>`
+    #[arg(long, value_parser = secret)]
     pub metrics_token: Option<SecretString>,
-    /// `LATCHKEY_METRICS_LISTEN`: serve `GET /metrics` on this address only
-    /// (plain HTTP), and answer 404 for it on the main listener.
+    /// address:port of a separate plain-HTTP listener for `GET /metrics` (bind it to a private interface); when set, the main listener answers `404` for `/metrics`; unset: served on the main listener
+    #[arg(long, value_parser = socket_addr)]
     pub metrics_listen: Option<SocketAddr>,
-    /// After SIGTERM, how long to keep serving with `/readyz` answering 503,
-    /// so load balancers stop sending traffic before the listener closes.
+    /// after SIGTERM, how long to keep serving with `/readyz` answering `503`, so load balancers stop sending traffic before the listener closes, seconds
+    #[arg(long, default_value = "5", value_parser = seconds(0, 300))]
     pub shutdown_delay: Duration,
-    /// After the listener closes, how long in-flight requests may take.
+    /// then, after the listener closes, how long in-flight requests may take before connections are cut, seconds
+    #[arg(long, default_value = "30", value_parser = seconds(1, 3_600))]
     pub shutdown_grace: Duration,
-    /// Connections the pool keeps open even when idle.
+    /// connections the pool keeps open even when idle (at most `LATCHKEY_DB_MAX_CONNECTIONS`)
+    #[arg(long, default_value = "0", value_parser = integer::<u32>(0, 10_000))]
     pub db_min_connections: u32,
-    /// An idle connection above the minimum is closed after this (zero: never).
+    /// an idle connection above the minimum is closed after this, seconds (0: never)
+    #[arg(long, default_value = "600", value_parser = seconds(0, DAY))]
     pub db_idle_timeout: Duration,
-    /// A connection is replaced after this age (zero: never).
+    /// a connection is replaced after this age, seconds (0: never)
+    #[arg(long, default_value = "1800", value_parser = seconds(0, 7 * DAY))]
     pub db_max_lifetime: Duration,
-    /// How long a query waits for a free connection before failing.
+    /// how long a request waits for a free connection before failing, seconds
+    #[arg(long, default_value = "10", value_parser = seconds(1, 300))]
     pub db_acquire_timeout: Duration,
-    /// PostgreSQL `statement_timeout`: a longer statement is cancelled (zero: no limit).
+    /// PostgreSQL `statement_timeout`: a longer statement is cancelled, seconds (0: no limit). It also bounds migrations: run a long one with `LATCHKEY_DB_STATEMENT_TIMEOUT=0 latchkey migrate`. It is sent as the `options` startup parameter, which PgBouncer refuses unless `ignore_startup_parameters` lists `options` (or set 0)
+    #[arg(long, default_value = "30", value_parser = seconds(0, DAY))]
     pub db_statement_timeout: Duration,
-    /// Accept argon2 parameters below OWASP. Only `for_tests` sets it; no variable does.
-    pub allow_weak_password_hashing: bool,
 }
-
-/// Raw values by setting name (without the `LATCHKEY_` prefix, upper case).
-type RawValues = BTreeMap<String, (String, &'static str)>;
-
-/// Names accepted from the environment and the file, each with its default.
-const SETTINGS: &[(&str, Option<&str>)] = &[
-    ("DATABASE_URL", None),
-    ("DATA_DIR", Some("./data")),
-    ("LISTEN", Some("127.0.0.1:8080")),
-    ("ISSUER", None),
-    ("AUDIENCE", Some("latchkey")),
-    ("ACCESS_TOKEN_TTL", Some("900")),
-    ("REFRESH_TOKEN_TTL", Some("2592000")),
-    ("REFRESH_IDLE_TIMEOUT", Some("1209600")),
-    ("REFRESH_GRACE_PERIOD", Some("15")),
-    ("MAX_SESSIONS_PER_USER", Some("20")),
-    ("REFRESH_CONTEXT_IPV4_PREFIX", Some("16")),
-    ("REFRESH_CONTEXT_IPV6_PREFIX", Some("48")),
-    ("REFRESH_CONTEXT_POLICY", Some("audit")),
-    ("SIGNING_ALG", Some("ES256")),
-    ("MASTER_KEY", None),
-    ("ADMIN_USERNAME", None),
-    ("ADMIN_PASSWORD", None),
-    ("KEY_ROTATION_INTERVAL", Some("2592000")),
-    ("JWKS_MAX_AGE", Some("3600")),
-    ("KEY_RELOAD_INTERVAL", Some("30")),
-    ("PASSWORD_HASH_CONCURRENCY", None),
-    ("PASSWORD_HASH_QUEUE", Some("256")),
-    ("ARGON2_MEMORY_KIB", Some("19456")),
-    ("ARGON2_ITERATIONS", Some("2")),
-    ("ARGON2_PARALLELISM", Some("1")),
-    ("BODY_LIMIT", Some("65536")),
-    ("TRUSTED_PROXIES", Some("")),
-    ("CORS_ORIGINS", Some("")),
-    ("ADMIN_CORS_ORIGINS", Some("")),
-    ("LOG_FORMAT", Some("text")),
-    ("USER_SCOPES", Some("openid profile email")),
-    ("ALLOW_REGISTRATION", Some("true")),
-    ("MIGRATE_ON_START", Some("true")),
-    ("AUTH_CODE_TTL", Some("60")),
-    ("SESSION_TTL", Some("43200")),
-    ("CLIENT_SECRET_OVERLAP", Some("86400")),
-    ("LOGIN_RATE_PER_IP", Some("30")),
-    ("TOKEN_RATE_PER_IP", Some("300")),
-    ("REGISTER_RATE_PER_IP", Some("20")),
-    ("USERNAME_FAILURE_RATE", Some("10")),
-    ("LOCKOUT_THRESHOLD", Some("5")),
-    ("LOCKOUT_DURATION", Some("900")),
-    ("PURGE_INTERVAL", Some("3600")),
-    ("PURGE_RETENTION", Some("604800")),
-    ("AUDIT_RETENTION", Some("7776000")),
-    ("METRICS_TOKEN", None),
-    ("TLS_CERT", None),
-    ("TLS_KEY", None),
-    ("TLS_RELOAD_INTERVAL", Some("5")),
-    ("HSTS_MAX_AGE", Some("63072000")),
-    ("DB_MAX_CONNECTIONS", Some("10")),
-    ("DB_MIN_CONNECTIONS", Some("0")),
-    ("DB_IDLE_TIMEOUT", Some("600")),
-    ("DB_MAX_LIFETIME", Some("1800")),
-    ("DB_ACQUIRE_TIMEOUT", Some("10")),
-    ("DB_STATEMENT_TIMEOUT", Some("30")),
-    ("METRICS_LISTEN", None),
-    ("SHUTDOWN_DELAY", Some("5")),
-    ("SHUTDOWN_GRACE", Some("30")),
-];
 
 /// Secrets that may instead be given as a file (`LATCHKEY_<NAME>_FILE`),
 /// as container secrets are: the file's content, without a trailing newline.
@@ -339,6 +386,34 @@ pub const FILE_SECRETS: &[&str] = &["MASTER_KEY", "ADMIN_PASSWORD", "METRICS_TOK
 #[derive(Debug, Default)]
 pub struct LoadReport {
     pub warnings: Vec<String>,
+}
+
+/// A declared setting: its variable name without the prefix, and whether it
+/// has a default (one without is optional: an empty value means unset).
+struct Declared {
+    name: String,
+    has_default: bool,
+}
+
+/// The declared settings, read off the clap declaration.
+fn declared() -> Vec<Declared> {
+    Settings::command()
+        .get_arguments()
+        .filter_map(|arg| {
+            let long = arg.get_long()?;
+            Some(Declared { name: var_name(long), has_default: !arg.get_default_values().is_empty() })
+        })
+        .collect()
+}
+
+/// `access-token-ttl` → `ACCESS_TOKEN_TTL`.
+fn var_name(long: &str) -> String {
+    long.to_ascii_uppercase().replace('-', "_")
+}
+
+/// `ACCESS_TOKEN_TTL` → `access-token-ttl`.
+fn long_name(var: &str) -> String {
+    var.to_ascii_lowercase().replace('_', "-")
 }
 
 impl Settings {
@@ -357,35 +432,37 @@ impl Settings {
         file_toml: Option<&str>,
         env: &[(String, String)],
     ) -> Result<(Settings, LoadReport), ConfigError> {
+        let declared = declared();
+        let known = |name: &str| declared.iter().any(|d| d.name == name);
         let mut report = LoadReport::default();
-        let mut raw: RawValues = BTreeMap::new();
+        let mut raw: BTreeMap<String, String> = BTreeMap::new();
         if let Some(text) = file_toml {
             let table: toml::Table =
                 text.parse().map_err(|e| ConfigError(format!("invalid configuration file: {e}")))?;
             for (key, value) in table {
                 let name = key.to_ascii_uppercase();
-                if !SETTINGS.iter().any(|(n, _)| *n == name) {
+                if !known(&name) {
                     report.warnings.push(format!("unknown key {key:?} in the configuration file is ignored"));
                     continue;
                 }
-                raw.insert(name, (toml_to_text(&key, value)?, "file"));
+                raw.insert(name, toml_to_text(&key, value)?);
             }
         }
         let mut from_files = Vec::new();
         for (key, value) in env {
             let Some(name) = key.strip_prefix("LATCHKEY_") else { continue };
-            if NON_SETTING_VARS.contains(&key.as_str()) {
+            if OTHER_VARS.iter().any(|(var, _, _)| var == key) {
                 continue;
             }
             if let Some(secret) = name.strip_suffix("_FILE").filter(|n| FILE_SECRETS.contains(n)) {
                 from_files.push((secret, value));
                 continue;
             }
-            if !SETTINGS.iter().any(|(n, _)| *n == name) {
+            if !known(name) {
                 report.warnings.push(format!("unknown environment variable {key} is ignored"));
                 continue;
             }
-            raw.insert(name.to_owned(), (value.clone(), "env"));
+            raw.insert(name.to_owned(), value.clone());
         }
         for (name, path) in from_files {
             if raw.contains_key(name) {
@@ -396,9 +473,15 @@ impl Settings {
             }
             let text = std::fs::read_to_string(path)
                 .map_err(|e| invalid(&format!("{name}_FILE"), format!("cannot read {path}: {e}")))?;
-            raw.insert(name.to_owned(), (text.trim_end_matches(['\n', '\r']).to_owned(), "file"));
+            raw.insert(name.to_owned(), text.trim_end_matches(['\n', '\r']).to_owned());
         }
-        let settings = Self::from_raw(&raw)?;
+        // An optional setting given as an empty string is unset.
+        raw.retain(|name, value| {
+            !value.is_empty() || declared.iter().any(|d| d.name == *name && d.has_default)
+        });
+        let args = raw.iter().map(|(name, value)| format!("--{}={value}", long_name(name)));
+        let mut settings = Settings::try_parse_from(args).map_err(from_clap)?;
+        settings.derive()?;
         settings.validate()?;
         if let Some(w) = settings.issuer_warning() {
             report.warnings.push(w);
@@ -406,246 +489,39 @@ impl Settings {
         Ok((settings, report))
     }
 
-    fn from_raw(raw: &RawValues) -> Result<Settings, ConfigError> {
-        let get = |name: &str| -> Option<String> {
-            raw.get(name)
-                .map(|(v, _)| v.clone())
-                .or_else(|| SETTINGS.iter().find(|(n, _)| *n == name).and_then(|(_, d)| d.map(str::to_owned)))
-        };
-        let parse =
-            |name: &str| -> Result<String, ConfigError> { get(name).ok_or_else(|| invalid(name, "missing")) };
-        let non_empty = |name: &str| get(name).filter(|v| !v.is_empty());
-        let number = |name: &str| -> Result<u64, ConfigError> {
-            let v = parse(name)?;
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| invalid(name, format!("expected a non-negative integer, got {v:?}")))
-        };
-        let small = |name: &str| -> Result<u32, ConfigError> {
-            u32::try_from(number(name)?).map_err(|_| invalid(name, "too large"))
-        };
-        let seconds = |name: &str| number(name).map(Duration::from_secs);
-        let boolean = |name: &str| -> Result<bool, ConfigError> {
-            match parse(name)?.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => Ok(true),
-                "false" | "0" | "no" | "off" => Ok(false),
-                other => Err(invalid(name, format!("expected true or false, got {other:?}"))),
+    /// Fill the fields that follow from the declared ones.
+    fn derive(&mut self) -> Result<(), ConfigError> {
+        self.database_url = self.configured_database_url.clone().unwrap_or_else(|| {
+            DatabaseUrl::new(format!("sqlite://{}?mode=rwc", self.data_dir.join("latchkey.db").display()))
+        });
+        self.password_hash_concurrency = self
+            .configured_password_hash_concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get().min(512)));
+        self.tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError(
+                    "invalid configuration: LATCHKEY_TLS_CERT and LATCHKEY_TLS_KEY must be set together"
+                        .into(),
+                ));
             }
         };
-
-        let data_dir = PathBuf::from(parse("DATA_DIR")?);
-        let database_url = match non_empty("DATABASE_URL") {
-            Some(url) => DatabaseUrl::new(url),
-            None => DatabaseUrl::new(format!("sqlite://{}?mode=rwc", data_dir.join("latchkey.db").display())),
-        };
-        let listen_raw = parse("LISTEN")?;
-        let listen = listen_raw
-            .parse::<SocketAddr>()
-            .map_err(|_| invalid("LISTEN", format!("expected address:port, got {listen_raw:?}")))?;
-        let signing_alg =
-            parse("SIGNING_ALG")?.parse::<SigningAlg>().map_err(|e| invalid("SIGNING_ALG", e))?;
-        let log_format = match parse("LOG_FORMAT")?.as_str() {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => return Err(invalid("LOG_FORMAT", format!("expected text or json, got {other:?}"))),
-        };
-        let trusted_proxies = parse("TRUSTED_PROXIES")?
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<IpNet>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| invalid("TRUSTED_PROXIES", format!("{s:?} is not an IP address or CIDR")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let prefix = |name: &str, max: u8| -> Result<u8, ConfigError> {
-            u8::try_from(number(name)?)
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| invalid(name, format!("must be a prefix length between 0 and {max}")))
-        };
-        let refresh_context_policy = parse("REFRESH_CONTEXT_POLICY")?
-            .trim()
-            .parse::<ContextPolicy>()
-            .map_err(|e| invalid("REFRESH_CONTEXT_POLICY", e))?;
-        let metrics_listen = non_empty("METRICS_LISTEN")
-            .map(|v| {
-                v.trim()
-                    .parse::<SocketAddr>()
-                    .map_err(|_| invalid("METRICS_LISTEN", format!("expected address:port, got {v:?}")))
-            })
-            .transpose()?;
-        let password_hash_concurrency = match non_empty("PASSWORD_HASH_CONCURRENCY") {
-            Some(_) => usize::try_from(number("PASSWORD_HASH_CONCURRENCY")?)
-                .map_err(|_| invalid("PASSWORD_HASH_CONCURRENCY", "too large"))?,
-            None => std::thread::available_parallelism().map_or(2, |n| n.get().min(512)),
-        };
-
-        Ok(Settings {
-            database_url,
-            data_dir,
-            listen,
-            issuer: non_empty("ISSUER").map(|s| s.trim_end_matches('/').to_owned()),
-            audience: parse("AUDIENCE")?,
-            access_token_ttl: seconds("ACCESS_TOKEN_TTL")?,
-            refresh_token_ttl: seconds("REFRESH_TOKEN_TTL")?,
-            refresh_idle_timeout: seconds("REFRESH_IDLE_TIMEOUT")?,
-            refresh_grace_period: seconds("REFRESH_GRACE_PERIOD")?,
-            max_sessions_per_user: small("MAX_SESSIONS_PER_USER")?,
-            refresh_context_ipv4_prefix: prefix("REFRESH_CONTEXT_IPV4_PREFIX", 32)?,
-            refresh_context_ipv6_prefix: prefix("REFRESH_CONTEXT_IPV6_PREFIX", 128)?,
-            refresh_context_policy,
-            signing_alg,
-            master_key: non_empty("MASTER_KEY").map(SecretString::from),
-            admin_username: non_empty("ADMIN_USERNAME"),
-            admin_password: non_empty("ADMIN_PASSWORD").map(SecretString::from),
-            key_rotation_interval: seconds("KEY_ROTATION_INTERVAL")?,
-            jwks_max_age: seconds("JWKS_MAX_AGE")?,
-            key_reload_interval: seconds("KEY_RELOAD_INTERVAL")?,
-            password_hash_concurrency,
-            password_hash_queue: usize::try_from(number("PASSWORD_HASH_QUEUE")?)
-                .map_err(|_| invalid("PASSWORD_HASH_QUEUE", "too large"))?,
-            argon2_memory_kib: small("ARGON2_MEMORY_KIB")?,
-            argon2_iterations: small("ARGON2_ITERATIONS")?,
-            argon2_parallelism: small("ARGON2_PARALLELISM")?,
-            body_limit: usize::try_from(number("BODY_LIMIT")?)
-                .map_err(|_| invalid("BODY_LIMIT", "too large"))?,
-            trusted_proxies,
-            cors_origins: parse_origins("CORS_ORIGINS", &parse("CORS_ORIGINS")?)?,
-            admin_cors_origins: parse_origins("ADMIN_CORS_ORIGINS", &parse("ADMIN_CORS_ORIGINS")?)?,
-            log_format,
-            db_max_connections: small("DB_MAX_CONNECTIONS")?,
-            user_scopes: ScopeSet::parse(&parse("USER_SCOPES")?).map_err(|e| invalid("USER_SCOPES", e))?,
-            allow_registration: boolean("ALLOW_REGISTRATION")?,
-            migrate_on_start: boolean("MIGRATE_ON_START")?,
-            auth_code_ttl: seconds("AUTH_CODE_TTL")?,
-            session_ttl: seconds("SESSION_TTL")?,
-            client_secret_overlap: seconds("CLIENT_SECRET_OVERLAP")?,
-            login_rate_per_ip: small("LOGIN_RATE_PER_IP")?,
-            token_rate_per_ip: small("TOKEN_RATE_PER_IP")?,
-            register_rate_per_ip: small("REGISTER_RATE_PER_IP")?,
-            username_failure_rate: small("USERNAME_FAILURE_RATE")?,
-            lockout_threshold: small("LOCKOUT_THRESHOLD")?,
-            lockout_duration: seconds("LOCKOUT_DURATION")?,
-            purge_interval: seconds("PURGE_INTERVAL")?,
-            purge_retention: seconds("PURGE_RETENTION")?,
-            audit_retention: seconds("AUDIT_RETENTION")?,
-            metrics_token: non_empty("METRICS_TOKEN").map(SecretString::from),
-            metrics_listen,
-            shutdown_delay: seconds("SHUTDOWN_DELAY")?,
-            shutdown_grace: seconds("SHUTDOWN_GRACE")?,
-            db_min_connections: small("DB_MIN_CONNECTIONS")?,
-            db_idle_timeout: seconds("DB_IDLE_TIMEOUT")?,
-            db_max_lifetime: seconds("DB_MAX_LIFETIME")?,
-            db_acquire_timeout: seconds("DB_ACQUIRE_TIMEOUT")?,
-            db_statement_timeout: seconds("DB_STATEMENT_TIMEOUT")?,
-            tls: match (non_empty("TLS_CERT"), non_empty("TLS_KEY")) {
-                (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.into(), key: key.into() }),
-                (None, None) => None,
-                _ => {
-                    return Err(ConfigError(
-                        "invalid configuration: LATCHKEY_TLS_CERT and LATCHKEY_TLS_KEY must be set together"
-                            .into(),
-                    ));
-                }
-            },
-            tls_reload_interval: seconds("TLS_RELOAD_INTERVAL")?,
-            hsts_max_age: seconds("HSTS_MAX_AGE")?,
-            allow_weak_password_hashing: false,
-        })
+        Ok(())
     }
 
-    /// Reject values that parse but make no sense. One line per problem.
+    /// Check what involves more than one setting, or more than the setting
+    /// itself; each setting's own bounds are in its parser. One line per problem.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let url = &self.database_url;
-        if !url.is_sqlite() && !url.is_postgres() {
-            return Err(invalid(
-                "DATABASE_URL",
-                format!("expected a postgres:// or sqlite:// URL, got {}", url.redacted()),
-            ));
-        }
-        if let Some(issuer) = &self.issuer {
-            validate_issuer(issuer).map_err(|e| invalid("ISSUER", e))?;
-        }
-        if self.audience.trim().is_empty() || self.audience.contains(char::is_whitespace) {
-            return Err(invalid("AUDIENCE", "must be a non-empty string without spaces"));
-        }
-        range("ACCESS_TOKEN_TTL", self.access_token_ttl, 30, 86_400)?;
-        range("REFRESH_TOKEN_TTL", self.refresh_token_ttl, 60, 400 * 86_400)?;
-        range("REFRESH_IDLE_TIMEOUT", self.refresh_idle_timeout, 60, 400 * 86_400)?;
-        range("REFRESH_GRACE_PERIOD", self.refresh_grace_period, 0, 300)?;
-        range("KEY_ROTATION_INTERVAL", self.key_rotation_interval, 3_600, 400 * 86_400)?;
-        range("JWKS_MAX_AGE", self.jwks_max_age, 0, 86_400)?;
-        range("KEY_RELOAD_INTERVAL", self.key_reload_interval, 1, 3_600)?;
-        range("AUTH_CODE_TTL", self.auth_code_ttl, 10, 600)?;
-        range("SESSION_TTL", self.session_ttl, 60, 90 * 86_400)?;
-        range("CLIENT_SECRET_OVERLAP", self.client_secret_overlap, 0, 90 * 86_400)?;
-        range("LOCKOUT_DURATION", self.lockout_duration, 1, 86_400)?;
-        range("PURGE_INTERVAL", self.purge_interval, 1, 86_400)?;
-        range("PURGE_RETENTION", self.purge_retention, 0, 400 * 86_400)?;
-        range("AUDIT_RETENTION", self.audit_retention, 86_400, 10 * 366 * 86_400)?;
-        range("TLS_RELOAD_INTERVAL", self.tls_reload_interval, 0, 86_400)?;
         if self.key_rotation_interval < self.publish_lead() * 2 {
             return Err(invalid(
                 "KEY_ROTATION_INTERVAL",
                 "must be at least twice LATCHKEY_JWKS_MAX_AGE + LATCHKEY_KEY_RELOAD_INTERVAL, so a key is published long enough before it signs",
             ));
         }
-        if self.max_sessions_per_user == 0 {
-            return Err(invalid("MAX_SESSIONS_PER_USER", "must be at least 1"));
-        }
-        // One dedicated thread (and one argon2 working memory) each.
-        if !(1..=512).contains(&self.password_hash_concurrency) {
-            return Err(invalid("PASSWORD_HASH_CONCURRENCY", "must be between 1 and 512"));
-        }
-        if !self.allow_weak_password_hashing {
-            if self.argon2_memory_kib < OWASP_ARGON2_MEMORY_KIB {
-                return Err(invalid(
-                    "ARGON2_MEMORY_KIB",
-                    format!("must be at least {OWASP_ARGON2_MEMORY_KIB} (OWASP minimum)"),
-                ));
-            }
-            if self.argon2_iterations < OWASP_ARGON2_ITERATIONS {
-                return Err(invalid(
-                    "ARGON2_ITERATIONS",
-                    format!("must be at least {OWASP_ARGON2_ITERATIONS} (OWASP minimum)"),
-                ));
-            }
-        }
-        if self.argon2_memory_kib > MAX_ARGON2_MEMORY_KIB {
-            return Err(invalid(
-                "ARGON2_MEMORY_KIB",
-                format!("must be at most {MAX_ARGON2_MEMORY_KIB} (4 GiB)"),
-            ));
-        }
-        if !(1..=MAX_ARGON2_PARALLELISM).contains(&self.argon2_parallelism) {
-            return Err(invalid(
-                "ARGON2_PARALLELISM",
-                format!("must be between 1 and {MAX_ARGON2_PARALLELISM}"),
-            ));
-        }
-        if !(1..=MAX_ARGON2_ITERATIONS).contains(&self.argon2_iterations) {
-            return Err(invalid(
-                "ARGON2_ITERATIONS",
-                format!("must be between 1 and {MAX_ARGON2_ITERATIONS}"),
-            ));
-        }
-        if !(1024..=16 * 1024 * 1024).contains(&self.body_limit) {
-            return Err(invalid("BODY_LIMIT", "must be between 1024 and 16777216 bytes"));
-        }
-        if self.db_max_connections == 0 {
-            return Err(invalid("DB_MAX_CONNECTIONS", "must be at least 1"));
-        }
         if self.db_min_connections > self.db_max_connections {
             return Err(invalid("DB_MIN_CONNECTIONS", "must not exceed LATCHKEY_DB_MAX_CONNECTIONS"));
         }
-        range("DB_IDLE_TIMEOUT", self.db_idle_timeout, 0, 86_400)?;
-        range("DB_MAX_LIFETIME", self.db_max_lifetime, 0, 7 * 86_400)?;
-        range("DB_ACQUIRE_TIMEOUT", self.db_acquire_timeout, 1, 300)?;
-        range("DB_STATEMENT_TIMEOUT", self.db_statement_timeout, 0, 86_400)?;
-        range("SHUTDOWN_DELAY", self.shutdown_delay, 0, 300)?;
-        range("SHUTDOWN_GRACE", self.shutdown_grace, 1, 3_600)?;
         if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err(invalid("METRICS_LISTEN", "must differ from LATCHKEY_LISTEN"));
         }
@@ -683,82 +559,236 @@ impl Settings {
         self.issuer.clone().unwrap_or_else(|| format!("{scheme}://{bound}"))
     }
 
-    /// Settings for tests: port 0, cheap argon2, short grace window, the given
-    /// database, no environment.
+    /// Settings for tests: the declared defaults, except port 0, cheap
+    /// argon2, a short grace window and key reload, a fixed master key, no
+    /// rate limits, the given database; never the environment.
     pub fn for_tests(database_url: &str, data_dir: &Path) -> Settings {
-        Settings {
-            database_url: DatabaseUrl::new(database_url),
-            data_dir: data_dir.to_path_buf(),
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            issuer: None,
-            audience: "latchkey".into(),
-            access_token_ttl: Duration::from_secs(900),
-            refresh_token_ttl: Duration::from_secs(2_592_000),
-            refresh_idle_timeout: Duration::from_secs(1_209_600),
-            refresh_grace_period: Duration::from_secs(5),
-            max_sessions_per_user: 20,
-            refresh_context_ipv4_prefix: 16,
-            refresh_context_ipv6_prefix: 48,
-            refresh_context_policy: ContextPolicy::Audit,
-            signing_alg: SigningAlg::Es256,
-            master_key: Some(SecretString::from(
-                "dGVzdC1tYXN0ZXIta2V5LW5vdC1mb3ItcHJvZHVjdGlvbiE".to_owned(),
-            )),
-            admin_username: None,
-            admin_password: None,
-            key_rotation_interval: Duration::from_secs(2_592_000),
-            jwks_max_age: Duration::from_secs(300),
-            key_reload_interval: Duration::from_secs(1),
-            password_hash_concurrency: 4,
-            password_hash_queue: 256,
-            argon2_memory_kib: 64,
-            argon2_iterations: 1,
-            argon2_parallelism: 1,
-            body_limit: 65_536,
-            trusted_proxies: Vec::new(),
-            cors_origins: Vec::new(),
-            admin_cors_origins: Vec::new(),
-            log_format: LogFormat::Text,
-            db_max_connections: 10,
-            user_scopes: ScopeSet::from_stored("openid profile email tasks:read tasks:write"),
-            allow_registration: true,
-            migrate_on_start: true,
-            auth_code_ttl: Duration::from_secs(60),
-            session_ttl: Duration::from_secs(43_200),
-            client_secret_overlap: Duration::from_secs(86_400),
-            tls: None,
-            tls_reload_interval: Duration::from_secs(5),
-            hsts_max_age: Duration::from_secs(63_072_000),
-            login_rate_per_ip: 0,
-            token_rate_per_ip: 0,
-            register_rate_per_ip: 0,
-            username_failure_rate: 0,
-            lockout_threshold: 0,
-            lockout_duration: Duration::from_secs(900),
-            purge_interval: Duration::from_secs(3600),
-            purge_retention: Duration::from_secs(604_800),
-            audit_retention: Duration::from_secs(7_776_000),
-            metrics_token: None,
-            metrics_listen: None,
-            // Tests stop servers often: no load balancer to wait for.
-            shutdown_delay: Duration::ZERO,
-            shutdown_grace: Duration::from_secs(10),
-            db_min_connections: 0,
-            db_idle_timeout: Duration::from_secs(600),
-            db_max_lifetime: Duration::from_secs(1800),
-            db_acquire_timeout: Duration::from_secs(10),
-            db_statement_timeout: Duration::from_secs(30),
-            allow_weak_password_hashing: true,
+        #[allow(clippy::expect_used)]
+        // The defaults parse: `zero_configuration_gives_the_documented_defaults`.
+        let mut s =
+            Settings::try_parse_from(std::iter::empty::<String>()).expect("the declared defaults parse");
+        s.configured_database_url = Some(DatabaseUrl::new(database_url));
+        s.data_dir = data_dir.to_path_buf();
+        s.configured_password_hash_concurrency = Some(4);
+        #[allow(clippy::expect_used)] // Nothing in it can fail: no TLS files are set.
+        s.derive().expect("test settings derive");
+        s.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        s.refresh_grace_period = Duration::from_secs(5);
+        s.master_key = Some(SecretString::from("dGVzdC1tYXN0ZXIta2V5LW5vdC1mb3ItcHJvZHVjdGlvbiE".to_owned()));
+        s.jwks_max_age = Duration::from_secs(300);
+        s.key_reload_interval = Duration::from_secs(1);
+        s.argon2_memory_kib = 64;
+        // Below the OWASP minimum the parsers enforce: only tests get here.
+        s.argon2_iterations = 1;
+        s.user_scopes = ScopeSet::from_stored("openid profile email tasks:read tasks:write");
+        s.login_rate_per_ip = 0;
+        s.token_rate_per_ip = 0;
+        s.register_rate_per_ip = 0;
+        s.username_failure_rate = 0;
+        s.lockout_threshold = 0;
+        // Tests stop servers often: no load balancer to wait for.
+        s.shutdown_delay = Duration::ZERO;
+        s.shutdown_grace = Duration::from_secs(10);
+        s
+    }
+}
+
+/// clap's error for a value its parser refused, as one line naming the variable.
+fn from_clap(error: clap::Error) -> ConfigError {
+    use clap::error::{ContextKind, ContextValue};
+    let var = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => {
+            var_name(arg.trim_start_matches('-').split([' ', '=']).next().unwrap_or_default())
+        }
+        _ => return ConfigError(format!("invalid configuration: {}", error.kind())),
+    };
+    match std::error::Error::source(&error) {
+        Some(why) => invalid(&var, why),
+        None => invalid(&var, error.kind()),
+    }
+}
+
+// Value parsers: each turns a variable's text into its type, or says why not.
+// They hold each setting's bounds; the README's ranges are read off them.
+
+fn number(text: &str) -> Result<u64, String> {
+    text.trim().parse::<u64>().map_err(|_| format!("expected a non-negative integer, got {text:?}"))
+}
+
+/// Whole seconds between `min` and `max`.
+fn seconds(min: u64, max: u64) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let secs = number(text)?;
+        if !(min..=max).contains(&secs) {
+            return Err(format!("must be between {min} and {max} seconds, got {secs}"));
+        }
+        Ok(Duration::from_secs(secs))
+    }
+}
+
+/// An integer between `min` and `max` (both within `T`).
+fn integer<T: TryFrom<u64> + Clone + Send + Sync + 'static>(
+    min: u64,
+    max: u64,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let n = number(text)?;
+        if !(min..=max).contains(&n) {
+            return Err(format!("must be between {min} and {max}, got {n}"));
+        }
+        T::try_from(n).map_err(|_| format!("must be between {min} and {max}, got {n}"))
+    }
+}
+
+/// An argon2id parameter: at least `min` (for memory and iterations, the
+/// OWASP Password Storage Cheat Sheet's minimum), at most `max`.
+fn argon2(min: u32, max: u32) -> impl Fn(&str) -> Result<u32, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let n = number(text)?;
+        let owasp = if min > 1 { " (OWASP minimum)" } else { "" };
+        match u32::try_from(n) {
+            Ok(n) if n < min => Err(format!("must be at least {min}{owasp}, got {n}")),
+            Ok(n) if n <= max => Ok(n),
+            _ => Err(format!("must be at most {max}, got {n}")),
         }
     }
 }
 
-fn range(var: &str, value: Duration, min: u64, max: u64) -> Result<(), ConfigError> {
-    let secs = value.as_secs();
-    if secs < min || secs > max {
-        return Err(invalid(var, format!("must be between {min} and {max} seconds, got {secs}")));
+fn from_str<T: FromStr<Err = String>>(text: &str) -> Result<T, String> {
+    text.trim().parse()
+}
+
+fn boolean(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        other => Err(format!("expected true or false, got {other:?}")),
     }
-    Ok(())
+}
+
+fn text(text: &str) -> Result<String, String> {
+    Ok(text.to_owned())
+}
+
+fn secret(text: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(text.to_owned()))
+}
+
+fn path(text: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(text))
+}
+
+fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| format!("expected address:port, got {text:?}"))
+}
+
+fn database_url(text: &str) -> Result<DatabaseUrl, String> {
+    let url = DatabaseUrl::new(text);
+    if !url.is_sqlite() && !url.is_postgres() {
+        return Err(format!("expected a postgres:// or sqlite:// URL, got {}", url.redacted()));
+    }
+    Ok(url)
+}
+
+fn issuer(text: &str) -> Result<String, String> {
+    let issuer = text.trim_end_matches('/');
+    validate_issuer(issuer)?;
+    Ok(issuer.to_owned())
+}
+
+fn audience(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() || text.contains(char::is_whitespace) {
+        return Err("must be a non-empty string without spaces".into());
+    }
+    Ok(text.to_owned())
+}
+
+fn scopes(text: &str) -> Result<ScopeSet, String> {
+    ScopeSet::parse(text).map_err(|e| e.to_string())
+}
+
+fn proxies(text: &str) -> Result<Vec<IpNet>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{s:?} is not an IP address or CIDR"))
+        })
+        .collect()
+}
+
+/// A comma-separated list of exact origins; empty entries are skipped.
+fn origins(text: &str) -> Result<Vec<String>, String> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse_origin).collect()
+}
+
+/// The README's configuration table, generated from the declaration: one
+/// row per setting with its doc, the values its parser accepts (for numbers)
+/// and its default, then the `_FILE` forms and the other variables.
+pub fn reference_table() -> String {
+    let mut out = String::from("| Variable | Meaning | Range | Default |\n|---|---|---|---|\n");
+    let cmd = Settings::command();
+    for arg in cmd.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        let var = var_name(long);
+        let doc = arg.get_long_help().or(arg.get_help()).map(|d| d.to_string()).unwrap_or_default();
+        let doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        let default = match arg.get_default_values() {
+            [] => "unset".to_owned(),
+            [d] if d.is_empty() => "empty".to_owned(),
+            values => {
+                values.iter().map(|v| format!("`{}`", v.to_string_lossy())).collect::<Vec<_>>().join(", ")
+            }
+        };
+        let range = numeric_range(&var).unwrap_or_default();
+        out.push_str(&format!("| `LATCHKEY_{var}` | {doc} | {range} | {default} |\n"));
+    }
+    let files = FILE_SECRETS.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+    out.push_str(&format!(
+        "| `LATCHKEY_<NAME>_FILE` | for {files}: read the value from this file (a container secret; one trailing newline is dropped); setting both forms is an error |  | unset |\n"
+    ));
+    for (var, doc, default) in OTHER_VARS.iter().filter(|(_, doc, _)| !doc.is_empty()) {
+        out.push_str(&format!("| `{var}` | {doc} |  | {default} |\n"));
+    }
+    out
+}
+
+/// The integers a numeric setting accepts, read off its parser: from a value
+/// it accepts (its default, or 1), binary search for the smallest and largest.
+fn numeric_range(var: &str) -> Option<String> {
+    let accepts = |n: u64| Settings::try_parse_from([format!("--{}={n}", long_name(var))]).is_ok();
+    let cmd = Settings::command();
+    let arg = cmd.get_arguments().find(|a| a.get_long() == Some(&long_name(var)))?;
+    let start = match arg.get_default_values() {
+        [d] => d.to_str()?.parse::<u64>().ok()?,
+        [] => 1,
+        _ => return None,
+    };
+    if !accepts(start) || accepts(u64::MAX) && accepts(0) {
+        return None;
+    }
+    let (mut lo, mut hi) = (0, start); // smallest accepted is in (lo, hi], or 0
+    let min = if accepts(0) {
+        0
+    } else {
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if accepts(mid) { hi = mid } else { lo = mid }
+        }
+        hi
+    };
+    let (mut lo, mut hi) = (start, u64::MAX); // largest accepted is in [lo, hi)
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if accepts(mid) { lo = mid } else { hi = mid }
+    }
+    let max = lo;
+    if max >= u64::from(u32::MAX) {
+        return (min > 0).then(|| format!("≥ {min}"));
+    }
+    Some(format!("{min}–{max}"))
 }
 
 /// RFC 8414 §2: an https URL (http allowed for development) with no query or fragment.
@@ -777,15 +807,6 @@ fn validate_issuer(issuer: &str) -> Result<(), String> {
         return Err("must not contain spaces".into());
     }
     Ok(())
-}
-
-/// A comma-separated list of exact origins; empty entries are skipped.
-fn parse_origins(var: &str, text: &str) -> Result<Vec<String>, ConfigError> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| parse_origin(s).map_err(|e| invalid(var, e)))
-        .collect()
 }
 
 /// One exact web origin, written exactly as a browser sends it in `Origin`
@@ -1058,6 +1079,53 @@ mod tests {
             assert!(err.0.contains(var), "{var}={value}: {err}");
             assert!(!err.0.contains('\n'));
         }
+    }
+
+    #[test]
+    fn the_readme_documents_every_setting_as_declared() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(&path).unwrap();
+        let begin = readme.find("<!-- settings:begin").expect("the README has a settings:begin marker");
+        let begin = begin + readme[begin..].find('\n').unwrap() + 1;
+        let end = readme.find("<!-- settings:end -->").expect("the README has a settings:end marker");
+        let expected = reference_table();
+        if readme[begin..end] != expected && std::env::var_os("UPDATE_README").is_some() {
+            std::fs::write(&path, format!("{}{expected}{}", &readme[..begin], &readme[end..])).unwrap();
+            return;
+        }
+        assert!(
+            readme[begin..end] == expected,
+            "the README's configuration table differs from src/config.rs: run `UPDATE_README=1 cargo test --workspace --lib readme`"
+        );
+    }
+
+    #[test]
+    fn the_reference_reads_ranges_off_the_parsers() {
+        assert_eq!(numeric_range("ACCESS_TOKEN_TTL").as_deref(), Some("30–86400"));
+        assert_eq!(numeric_range("PASSWORD_HASH_CONCURRENCY").as_deref(), Some("1–512"));
+        assert_eq!(numeric_range("REFRESH_CONTEXT_IPV6_PREFIX").as_deref(), Some("0–128"));
+        assert_eq!(numeric_range("MAX_SESSIONS_PER_USER").as_deref(), Some("≥ 1"));
+        assert_eq!(numeric_range("LOGIN_RATE_PER_IP"), None);
+        assert_eq!(numeric_range("AUDIENCE"), None);
+        let table = reference_table();
+        for d in declared() {
+            assert!(table.contains(&format!("| `LATCHKEY_{}` |", d.name)), "{}", d.name);
+        }
+        assert!(table.contains("`LATCHKEY_<NAME>_FILE`") && table.contains("`LATCHKEY_LOG`"));
+        assert!(!table.contains("LATCHKEY_TEST_DATABASE_URL"));
+    }
+
+    #[test]
+    fn test_settings_are_the_defaults_but_cheap() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings::for_tests("sqlite::memory:", dir.path());
+        let (defaults, _) = Settings::from_sources(None, &[]).unwrap();
+        assert_eq!(s.database_url.expose(), "sqlite::memory:");
+        assert_eq!(s.listen.port(), 0);
+        assert_eq!(s.password_hash_concurrency, 4);
+        assert!(s.argon2_memory_kib < OWASP_ARGON2_MEMORY_KIB && s.master_key.is_some());
+        assert_eq!(s.access_token_ttl, defaults.access_token_ttl);
+        assert_eq!(s.db_statement_timeout, defaults.db_statement_timeout);
     }
 
     #[test]
