@@ -46,6 +46,12 @@ impl MockClock {
         let micros = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
         self.offset_micros.fetch_add(micros, Ordering::SeqCst);
     }
+
+    /// Set the clock back: a replica whose clock is behind the others'.
+    pub fn rewind(&self, by: std::time::Duration) {
+        let micros = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
+        self.offset_micros.fetch_sub(micros, Ordering::SeqCst);
+    }
 }
 
 impl Clock for MockClock {

@@ -68,6 +68,10 @@ impl Problem {
     }
 
     fn internal(e: Internal) -> Self {
+        if let Some(message) = e.unavailable() {
+            e.log();
+            return Problem::busy(message);
+        }
         Problem::new(Class::Internal(e), "server_error", "an unexpected error occurred")
     }
 

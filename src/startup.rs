@@ -58,9 +58,10 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
         // Sent with the connection's startup packet; SQLite ignores it.
         options.statement_timeout(timeout);
     }
-    Database::connect(options)
-        .await
-        .with_context(|| format!("cannot connect to the database {}", url.redacted()))
+    Database::connect(options).await.map_err(|e| match sqlite_trouble(&e) {
+        Some(why) => anyhow::anyhow!(why),
+        None => anyhow::Error::new(e).context(format!("cannot connect to the database {}", url.redacted())),
+    })
 }
 
 /// The file a SQLite URL names, when latchkey should create it (mode 0600,
@@ -93,7 +94,44 @@ fn sqlite_file_to_create(url: &str) -> Option<PathBuf> {
 
 /// Apply pending migrations.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    check_sqlite_writable(db).await?;
     Migrator::up(db, None).await.context("cannot migrate the database")
+}
+
+/// On SQLite, take the write lock once and let go, so that a file this
+/// process may not write, or one another process holds locked, stops the
+/// start with a line that says so, instead of the first login failing.
+/// (SQLite opens a file it may not write read-only without complaint.)
+pub async fn check_sqlite_writable(db: &DatabaseConnection) -> anyhow::Result<()> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Sqlite {
+        return Ok(());
+    }
+    let probe = async {
+        let txn = db.begin().await?;
+        txn.execute_unprepared("CREATE TABLE latchkey_write_probe (x INTEGER)").await?;
+        txn.rollback().await
+    };
+    match probe.await {
+        Ok(()) => Ok(()),
+        Err(e) => match sqlite_trouble(&e) {
+            Some(why) => Err(anyhow::anyhow!(why)),
+            None => Err(e).context("cannot write to the SQLite database"),
+        },
+    }
+}
+
+/// What to tell the operator about a SQLite file latchkey cannot use.
+fn sqlite_trouble(e: &sea_orm::DbErr) -> Option<&'static str> {
+    match crate::error::sqlite_primary_code(e)? {
+        crate::error::SQLITE_READONLY => Some(
+            "the SQLite database is read-only for this process: latchkey writes to it; give the user it runs as write access to the file and its directory (SQLite writes -wal and -shm files beside it), and do not open it with mode=ro",
+        ),
+        crate::error::SQLITE_BUSY | crate::error::SQLITE_LOCKED => Some(
+            "the SQLite database is locked by another process (another latchkey on the same file, or a tool holding a write transaction): SQLite has one writer at a time; stop the other process, or use PostgreSQL for more than one replica",
+        ),
+        _ => None,
+    }
 }
 
 /// Make the schema current before serving: apply pending migrations, or,
@@ -103,6 +141,7 @@ pub async fn prepare_schema(db: &DatabaseConnection, settings: &Settings) -> any
     if settings.migrate_on_start {
         return migrate(db).await;
     }
+    check_sqlite_writable(db).await?;
     // Read the migrations table directly: sea-orm-migration's own check
     // would first try to create it, which this role may not do.
     use migration::seaql_migrations;

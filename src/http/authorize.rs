@@ -99,7 +99,12 @@ impl AuthorizeResponse {
     }
 
     fn internal(e: Internal) -> Self {
-        tracing::error!(error = format!("{:#}", e.0), "internal error");
+        e.log();
+        if e.unavailable().is_some() {
+            return AuthorizeResponse::invalid(
+                "sign-in is unavailable for a moment; please try again shortly",
+            );
+        }
         AuthorizeResponse::invalid("an unexpected error occurred; please try again")
     }
 }

@@ -164,7 +164,10 @@ impl ApiError {
 
     /// Log the cause chain once; answer a fixed message.
     pub fn internal(e: &Internal) -> Self {
-        tracing::error!(error = format!("{:#}", e.0), "internal error");
+        e.log();
+        if let Some(message) = e.unavailable() {
+            return ApiError::busy(message);
+        }
         ApiError::Internal(Json(ErrorBody::new("server_error", "an unexpected error occurred")))
     }
 }
@@ -356,7 +359,7 @@ impl From<crate::oauth::OAuthError> for OAuthErrorResponse {
             }
             ErrorCode::ServerError => {
                 if let Some(cause) = &e.internal {
-                    tracing::error!(error = format!("{:#}", cause.0), "internal error");
+                    cause.log();
                 }
                 OAuthErrorResponse::ServerError(body)
             }

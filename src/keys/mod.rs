@@ -122,6 +122,35 @@ pub struct KeyRing {
     master: Arc<MasterKey>,
     snapshot: ArcSwap<Snapshot>,
     jwks: ArcSwap<JwksDocument>,
+    /// The generation last signed with before its activation (warned once).
+    skew_warned: std::sync::atomic::AtomicI64,
+}
+
+/// How long before its activation, by this server's clock, a key may sign
+/// when no key of its chain has activated yet: the clock skew between
+/// replicas latchkey tolerates. See [`KeyRing::signing_key`].
+pub const CLOCK_SKEW_ALLOWANCE: TimeDelta = TimeDelta::minutes(5);
+
+/// No key may sign for a chain at this instant.
+#[derive(Debug, thiserror::Error)]
+pub struct NoSigningKey {
+    pub purpose: KeyPurpose,
+    /// Seconds until the earliest key activates; `None` when none is loaded.
+    pub activates_in: Option<i64>,
+}
+
+impl std::fmt::Display for NoSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let purpose = self.purpose.as_str();
+        match self.activates_in {
+            Some(secs) => write!(
+                f,
+                "no {purpose} signing key has activated by this server's clock: the earliest activates in {secs} s, more than the {} s of clock skew allowed; is this server's clock behind the other replicas'?",
+                CLOCK_SKEW_ALLOWANCE.num_seconds()
+            ),
+            None => write!(f, "no {purpose} signing key is loaded"),
+        }
+    }
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -158,6 +187,7 @@ impl KeyRing {
                 next_change: None,
                 awaiting_next_key: true,
             }),
+            skew_warned: std::sync::atomic::AtomicI64::new(0),
         };
         ring.reload(db, now).await?;
         Ok(ring)
@@ -262,20 +292,54 @@ impl KeyRing {
         (doc, secs)
     }
 
-    /// The key that signs for `purpose` at `now`.
+    /// The key that signs for `purpose` at `now`, if any.
     pub fn current(&self, purpose: KeyPurpose, now: DateTime<Utc>) -> Option<Arc<LoadedKey>> {
-        self.snapshot
-            .load()
+        self.signing_key(purpose, now).ok()
+    }
+
+    /// The key that signs for `purpose` at `now`: the newest that has
+    /// activated. When none has by this server's clock, but one activates
+    /// within [`CLOCK_SKEW_ALLOWANCE`], that one: this server's clock is
+    /// behind the one that created the chain's first key (on a fresh
+    /// install, a key activates as it is created), and the key is already
+    /// published by every replica. Further behind, nothing signs: the
+    /// request gets 503 and the log says why.
+    pub fn signing_key(
+        &self,
+        purpose: KeyPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<LoadedKey>, NoSigningKey> {
+        let snapshot = self.snapshot.load();
+        let can_sign = |k: &&Arc<LoadedKey>| {
+            k.meta.purpose == purpose && k.signer.is_some() && k.meta.retired_at.is_none_or(|r| r > now)
+        };
+        let activated = snapshot
             .keys
             .iter()
-            .filter(|k| {
-                k.meta.purpose == purpose
-                    && k.signer.is_some()
-                    && k.meta.activates_at <= now
-                    && k.meta.retired_at.is_none_or(|r| r > now)
-            })
-            .max_by_key(|k| k.meta.generation)
-            .cloned()
+            .filter(can_sign)
+            .filter(|k| k.meta.activates_at <= now)
+            .max_by_key(|k| k.meta.generation);
+        if let Some(key) = activated {
+            return Ok(Arc::clone(key));
+        }
+        let earliest = snapshot.keys.iter().filter(can_sign).min_by_key(|k| k.meta.activates_at);
+        let Some(key) = earliest else {
+            return Err(NoSigningKey { purpose, activates_in: None });
+        };
+        let ahead = key.meta.activates_at - now;
+        if ahead > CLOCK_SKEW_ALLOWANCE {
+            return Err(NoSigningKey { purpose, activates_in: Some(ahead.num_seconds()) });
+        }
+        if self.skew_warned.swap(key.meta.generation, std::sync::atomic::Ordering::Relaxed)
+            != key.meta.generation
+        {
+            tracing::warn!(
+                kid = key.meta.kid,
+                activates_in_seconds = ahead.num_seconds(),
+                "signing with a key that has not activated by this server's clock: is the clock behind the other replicas'?"
+            );
+        }
+        Ok(Arc::clone(key))
     }
 
     /// A current key with this algorithm, preferring the access chain (for

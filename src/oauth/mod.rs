@@ -148,6 +148,10 @@ impl OAuthError {
 
 impl From<Internal> for OAuthError {
     fn from(e: Internal) -> Self {
+        if let Some(message) = e.unavailable() {
+            e.log();
+            return Self::new(ErrorCode::TemporarilyUnavailable, message);
+        }
         OAuthError { internal: Some(e), ..Self::new(ErrorCode::ServerError, "an unexpected error occurred") }
     }
 }

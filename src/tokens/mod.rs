@@ -149,9 +149,7 @@ pub fn issue_access(
     now: DateTime<Utc>,
     grant: &AccessGrant,
 ) -> Result<IssuedToken> {
-    let key = ring
-        .current(KeyPurpose::Access, now)
-        .ok_or_else(|| Internal(anyhow::anyhow!("no current access-token signing key")))?;
+    let key = ring.signing_key(KeyPurpose::Access, now).map_err(|e| Internal(e.into()))?;
     let iat = now.timestamp();
     let exp = iat + settings.access_ttl.num_seconds();
     let claims = AccessClaims {

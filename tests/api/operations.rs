@@ -1,9 +1,7 @@
 //! Safe defaults on disk and in operation: private files, the master key's
 //! mode, SQLite URLs, graceful shutdown, pool settings, the metrics listener.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Statement};
@@ -12,77 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::db_test;
 use crate::helpers::{Backend, TEST_MASTER_KEY, TestApp, TestDb, assert_error, eventually, run_cli};
-
-/// `latchkey serve` as a separate process, with only `env` on top of an
-/// empty environment (and port 0), logging at `info`.
-struct ServeProcess {
-    child: Option<Child>,
-    /// `host:port` the server listens on.
-    address: String,
-    /// Everything logged up to the "listening" line.
-    startup_log: String,
-    /// The rest of stderr, once the process exits.
-    rest: Option<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl ServeProcess {
-    fn start(cwd: &Path, env: &[(&str, &str)]) -> ServeProcess {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        cmd.arg("serve")
-            .current_dir(cwd)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("LATCHKEY_LISTEN", "127.0.0.1:0")
-            .env("LATCHKEY_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn latchkey serve");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut startup_log = String::new();
-        let address = loop {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| panic!("server exited before listening: {startup_log}"))
-                .unwrap();
-            startup_log.push_str(&line);
-            startup_log.push('\n');
-            if line.contains("latchkey is listening") {
-                let rest = line.split("address=").nth(1).unwrap();
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect());
-        ServeProcess { child: Some(child), address, startup_log, rest: Some(rest) }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
-    fn sigterm(&self) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(kill.success());
-    }
-
-    /// Wait for the exit; returns its status and what it logged after starting.
-    fn wait(mut self) -> (ExitStatus, Vec<String>) {
-        let status = self.child.take().unwrap().wait().unwrap();
-        (status, self.rest.take().unwrap().join().unwrap())
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use crate::processes::ServeProcess;
 
 #[cfg(unix)]
 fn mode(path: &Path) -> u32 {
