@@ -7,10 +7,12 @@ use latchkey::config::{LogFormat, Settings};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Held until `main` returns: dropping it writes out the last log lines.
+    let _log_writer;
     let settings = if cli.needs_settings() {
         match Settings::load() {
             Ok((settings, report)) => {
-                latchkey::telemetry::init(settings.log_format);
+                _log_writer = latchkey::telemetry::init(settings.log_format);
                 for warning in report.warnings {
                     tracing::warn!("{warning}");
                 }
@@ -22,7 +24,7 @@ async fn main() -> std::process::ExitCode {
             }
         }
     } else {
-        latchkey::telemetry::init(LogFormat::Text);
+        _log_writer = latchkey::telemetry::init(LogFormat::Text);
         match Settings::from_sources(None, &[]) {
             Ok((settings, _)) => settings,
             Err(e) => {

@@ -95,35 +95,45 @@ impl Metrics {
 }
 
 /// Low-cardinality labels: the route template a path matches (from the
-/// OpenAPI document), or `other`; the method, or `other`.
+/// OpenAPI document), or `other`; the method, or `other`. Asked once per
+/// request: a path without parameters is one hash lookup, and only the few
+/// templates with `{…}` segments are matched segment by segment, without
+/// allocating.
 #[derive(Clone, Debug, Default)]
 pub struct RouteLabels {
-    templates: Vec<(String, Vec<String>)>,
+    /// Templates without parameters, which match only themselves.
+    exact: std::collections::HashSet<String>,
+    /// Templates like `/admin/users/{id}`, with their segments.
+    patterns: Vec<(String, Vec<String>)>,
 }
 
 impl RouteLabels {
     /// `templates` like `/admin/users/{id}`; `{…}` segments match anything.
     pub fn new<I: IntoIterator<Item = String>>(templates: I) -> Self {
-        RouteLabels {
-            templates: templates
-                .into_iter()
-                .map(|t| {
-                    let segments = t.split('/').map(str::to_owned).collect();
-                    (t, segments)
-                })
-                .collect(),
+        let mut labels = RouteLabels::default();
+        for template in templates {
+            if template.contains('{') {
+                let segments = template.split('/').map(str::to_owned).collect();
+                labels.patterns.push((template, segments));
+            } else {
+                labels.exact.insert(template);
+            }
         }
+        labels
     }
 
     pub fn route(&self, path: &str) -> &str {
-        let segments: Vec<&str> = path.split('/').collect();
-        self.templates
-            .iter()
-            .find(|(_, t)| {
-                t.len() == segments.len()
-                    && t.iter().zip(&segments).all(|(t, s)| t == s || (t.starts_with('{') && !s.is_empty()))
-            })
-            .map_or("other", |(t, _)| t.as_str())
+        if let Some(template) = self.exact.get(path) {
+            return template;
+        }
+        let matches = |template: &[String]| {
+            let mut parts = path.split('/');
+            template
+                .iter()
+                .all(|t| parts.next().is_some_and(|s| t == s || (t.starts_with('{') && !s.is_empty())))
+                && parts.next().is_none()
+        };
+        self.patterns.iter().find(|(_, t)| matches(t)).map_or("other", |(t, _)| t.as_str())
     }
 
     pub fn method(method: &str) -> &'static str {
@@ -151,6 +161,9 @@ mod tests {
         assert_eq!(labels.route("/auth/login"), "/auth/login");
         assert_eq!(labels.route("/random/garbage"), "other");
         assert_eq!(labels.route("/admin/users/"), "other");
+        assert_eq!(labels.route("/admin/users"), "other");
+        assert_eq!(labels.route("/admin/users/a/b"), "other");
+        assert_eq!(labels.route("/auth/login/"), "other");
         assert_eq!(RouteLabels::method("FOO1"), "other");
     }
 

@@ -12,7 +12,9 @@
 //!   arena of the thread that freed it, so hashing on whichever blocking
 //!   thread is free leaves ~19 MiB behind on every one of them (measured:
 //!   idle 28 MB grew to 280 MB after 30 logins). With N long-lived threads
-//!   the high-water mark is N hashes.
+//!   the high-water mark is N hashes, and a thread idle for 30 s gives its
+//!   memory back (reserved large enough that glibc maps it on its own and
+//!   unmaps it when freed, instead of caching it in the arena).
 //! - Self-service registration hashes through
 //!   [`PasswordHasher::for_registration`], which may hold at most half of
 //!   the threads (at least one) between its running and queued hashes, and
@@ -215,11 +217,29 @@ impl Drop for QueueSlot {
 }
 
 /// One hashing thread's state: the policy, and argon2 working memory that is
-/// allocated on first use and reused by every later hash on this thread.
+/// allocated on first use, reused by every later hash on this thread, and
+/// given back after [`IDLE_RELEASE`] without a job.
 struct Worker {
     policy: PasswordPolicy,
     memory: Vec<Block>,
+    last_job: std::time::Instant,
 }
+
+/// A hashing thread idle this long gives its working memory back, so an
+/// idle server returns to its small footprint.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a thread waits for a job before it looks at its idle time and
+/// lets the others (waiting for the queue's lock) do the same.
+const WAIT_SLICE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The working memory is reserved at least this large (33 MiB of 1 KiB
+/// blocks). glibc serves a request of 32 MiB or more (its largest dynamic
+/// mmap threshold on 64-bit) with a mapping of its own, which `free` unmaps;
+/// a smaller one may come from the thread's arena, which keeps the pages
+/// after `free`, so the memory would never go back. Only the blocks argon2
+/// uses are ever touched, so the rest of the reservation is never resident.
+const MAPPED_BLOCKS: usize = 33 * 1024;
 
 impl Worker {
     /// Compute the raw argon2 output for `params` into `out`. Memory for the
@@ -241,10 +261,10 @@ impl Worker {
             return argon2.hash_password_into(password, salt, out);
         }
         if self.memory.len() < needed {
-            self.memory
-                .try_reserve_exact(needed - self.memory.len())
-                .map_err(|_| argon2::Error::OutOfMemory)?;
-            self.memory.resize(needed, Block::default());
+            let mut memory = Vec::new();
+            memory.try_reserve_exact(needed.max(MAPPED_BLOCKS)).map_err(|_| argon2::Error::OutOfMemory)?;
+            memory.resize(needed, Block::default());
+            self.memory = memory;
         }
         // argon2 uses the first `needed` blocks of a longer buffer.
         argon2.hash_password_into_with_memory(password, salt, out, self.memory.as_mut_slice())
@@ -301,20 +321,34 @@ fn start_workers(policy: &PasswordPolicy, count: usize) -> Result<mpsc::Sender<J
     let receiver = Arc::new(Mutex::new(receiver));
     for i in 0..count {
         let receiver = Arc::clone(&receiver);
-        let mut worker = Worker { policy: policy.clone(), memory: Vec::new() };
+        let mut worker =
+            Worker { policy: policy.clone(), memory: Vec::new(), last_job: std::time::Instant::now() };
         std::thread::Builder::new()
             .name(format!("latchkey-argon2-{i}"))
             .spawn(move || {
                 loop {
-                    // The lock is held only while waiting for the next job.
+                    // The lock is held only while waiting for the next job,
+                    // and at most one slice at a time, so every idle thread
+                    // gets to check its idle time.
                     let next = match receiver.lock() {
-                        Ok(rx) => rx.recv(),
+                        Ok(rx) => rx.recv_timeout(WAIT_SLICE),
                         Err(_) => return,
                     };
-                    let Ok(job) = next else { return };
+                    let job = match next {
+                        Ok(job) => job,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            if !worker.memory.is_empty() && worker.last_job.elapsed() >= IDLE_RELEASE {
+                                worker.memory = Vec::new();
+                            }
+                            std::thread::yield_now();
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    };
                     // A panicking job drops its reply channel (the caller
                     // sees an internal error); the worker lives on.
                     let _ = catch_unwind(AssertUnwindSafe(|| job(&mut worker)));
+                    worker.last_job = std::time::Instant::now();
                 }
             })
             .map_err(|e| Internal(anyhow!("cannot start a hashing thread: {e}")))?;

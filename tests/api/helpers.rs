@@ -78,7 +78,8 @@ fn init_tracing() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var("TEST_LOG").is_ok() {
-            latchkey::telemetry::init(latchkey::config::LogFormat::Text);
+            // Kept for the whole test run.
+            std::mem::forget(latchkey::telemetry::init(latchkey::config::LogFormat::Text));
         }
     });
 }
