@@ -43,17 +43,14 @@ impl Internal {
     /// - No key may sign yet: this server's clock is behind the replica that
     ///   created the keys by more than the skew latchkey tolerates.
     pub fn unavailable(&self) -> Option<&'static str> {
-        use sea_orm::{DbErr, RuntimeErr};
+        use sea_orm::DbErr;
         self.0.chain().find_map(|cause| {
             if let Some(e) = cause.downcast_ref::<crate::keys::NoSigningKey>() {
                 return e.activates_in.is_some().then_some(NO_SIGNING_KEY_YET);
             }
             let down = match cause.downcast_ref::<DbErr>()? {
                 DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-                DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-                    is_connection_failure(e)
-                }
-                _ => false,
+                other => sqlx_error(other).is_some_and(is_connection_failure),
             };
             down.then_some(DATABASE_UNAVAILABLE)
         })
@@ -99,14 +96,19 @@ fn sqlite_code(e: &dyn sea_orm::sqlx::error::DatabaseError) -> Option<i32> {
 
 /// The same for a sea-orm error.
 pub fn sqlite_primary_code(e: &sea_orm::DbErr) -> Option<i32> {
+    match sqlx_error(e)? {
+        sea_orm::sqlx::Error::Database(db) => sqlite_code(db.as_ref()),
+        _ => None,
+    }
+}
+
+/// The sqlx error under a sea-orm error, if it has one.
+fn sqlx_error(e: &sea_orm::DbErr) -> Option<&sea_orm::sqlx::Error> {
     use sea_orm::{DbErr, RuntimeErr};
     match e {
         DbErr::Exec(RuntimeErr::SqlxError(e))
         | DbErr::Query(RuntimeErr::SqlxError(e))
-        | DbErr::Conn(RuntimeErr::SqlxError(e)) => match e.as_ref() {
-            sea_orm::sqlx::Error::Database(db) => sqlite_code(db.as_ref()),
-            _ => None,
-        },
+        | DbErr::Conn(RuntimeErr::SqlxError(e)) => Some(e.as_ref()),
         _ => None,
     }
 }
