@@ -200,6 +200,7 @@ pub async fn ban_user(
     users::repo::set_ban(&txn, id, Some(ban), now).await?;
     let ended = cut_off::user(&txn, state.reach(now), id, "banned").await?;
     txn.commit().await.map_err(Internal::from)?;
+    crate::revocation::feed::publish(&state.db).await;
     let event = actor
         .stamp(Event::new(EventKind::UserBanned))
         .subject(id)
@@ -279,6 +280,7 @@ pub async fn update_user(
         .ok_or(AdminError::UserNotFound)?
         .into();
     txn.commit().await.map_err(Internal::from)?;
+    crate::revocation::feed::publish(&state.db).await;
     let event = actor
         .stamp(Event::new(EventKind::UserUpdated))
         .subject(id)
@@ -311,6 +313,7 @@ pub async fn reset_password(
     invitation::withdraw_for_user(&txn, id).await?;
     let ended = cut_off::user(&txn, state.reach(now), id, "password_reset").await?;
     txn.commit().await.map_err(Internal::from)?;
+    crate::revocation::feed::publish(&state.db).await;
     audit::record(
         &state.db,
         now,
@@ -339,6 +342,7 @@ pub async fn delete_user(
         return Err(AdminError::UserNotFound);
     }
     txn.commit().await.map_err(Internal::from)?;
+    crate::revocation::feed::publish(&state.db).await;
     audit::record(&state.db, now, origin, actor.stamp(Event::new(EventKind::UserDeleted)).subject(id)).await;
     Ok(())
 }
@@ -479,6 +483,7 @@ pub async fn update_client(
     }
     let (client, secret) = clients::update(&txn, now, client_id, meta, disabled, &algs).await?;
     txn.commit().await.map_err(Internal::from)?;
+    crate::revocation::feed::publish(&state.db).await;
     let changes = clients::OAuthClient::changes(&current, &client);
     audit::record(
         &state.db,
@@ -503,6 +508,7 @@ pub async fn delete_client(
     let ended = cut_off::client(&txn, state.reach(now), client_id, "client_deleted").await?;
     clients::delete(&txn, client_id).await?;
     txn.commit().await.map_err(Internal::from)?;
+    crate::revocation::feed::publish(&state.db).await;
     audit::record(
         &state.db,
         now,

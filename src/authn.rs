@@ -611,6 +611,7 @@ pub async fn change_password(
     users::repo::set_new_password(&txn, user.id, hash, now).await?;
     let cut = cut_off::password_changed(&txn, state.reach(now), user.id, keep.family_id).await?;
     txn.commit().await.map_err(Internal::from)?;
+    crate::revocation::feed::publish(&state.db).await;
     // `iat` counts whole seconds and the cut-off denies the whole current
     // one: the kept session's token is issued in the next second.
     let after = cut.issued_up_to + chrono::TimeDelta::seconds(1);

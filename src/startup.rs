@@ -332,6 +332,7 @@ impl Application {
         use std::sync::atomic::Ordering;
         let reloader = tokio::spawn(reload_keys(self.state.clone()));
         let purger = tokio::spawn(purge(self.state.clone()));
+        let publisher = tokio::spawn(publish_revocations(self.state.clone()));
         let (delay, grace) = (self.state.settings.shutdown_delay, self.state.settings.shutdown_grace);
         let (closing, closed) = tokio::sync::watch::channel(false);
         let state = self.state.clone();
@@ -372,6 +373,7 @@ impl Application {
         };
         reloader.abort();
         purger.abort();
+        publisher.abort();
         result.and(metrics_result)
     }
 }
@@ -397,6 +399,21 @@ async fn reload_keys(state: AppState) {
                 )
             }
         }
+    }
+}
+
+/// Once a second, move revocations left pending onto the feed (their
+/// writer died between its commit and its move; see
+/// [`crate::revocation::feed::publish`]). On SQLite nothing is ever pending.
+async fn publish_revocations(state: AppState) {
+    if !state.settings.database_url.is_postgres() {
+        return;
+    }
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        crate::revocation::feed::publish(&state.db).await;
     }
 }
 

@@ -23,6 +23,7 @@ mod m20261124_000008_create_revocation_cursor;
 mod m20261130_000001_add_clients_require_pkce;
 mod m20261130_000002_add_refresh_families_last_context;
 mod m20261130_000003_create_invitations;
+mod m20261130_000004_create_revocations_pending;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_add_clients_require_pkce::Migration),
             Box::new(m20261130_000002_add_refresh_families_last_context::Migration),
             Box::new(m20261130_000003_create_invitations::Migration),
+            Box::new(m20261130_000004_create_revocations_pending::Migration),
         ]
     }
 }

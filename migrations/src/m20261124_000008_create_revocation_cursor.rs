@@ -6,6 +6,9 @@
 //! update this row before inserting, in the same transaction: the row lock
 //! orders writers, so sequence order is commit order and a cursor never
 //! skips an entry. (SQLite serializes writers anyway; the row costs nothing.)
+//! Since `..._000004_create_revocations_pending`, writers on PostgreSQL no
+//! longer hold this row: only the short statement that moves committed
+//! entries onto the feed does.
 
 use sea_orm_migration::{prelude::*, schema::*};
 

@@ -18,7 +18,8 @@
 //! | one access token ([`token`]), code reuse ([`code_reused`]) | the code's | — | `jti` (and `sid`) |
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use std::future::Future;
 use uuid::Uuid;
 
 use super::Reach;
@@ -27,14 +28,40 @@ use crate::error::Result;
 use crate::oauth::sessions as browser_sessions;
 use crate::refresh::repo::{self as families, FamilyFilter};
 
-/// A cut-off's transaction, holding the feed's writer lock from its first
-/// statement on.
-async fn begin<C: TransactionTrait<Transaction = DatabaseTransaction>>(
-    db: &C,
-) -> Result<DatabaseTransaction> {
+/// A cut-off's transaction (on SQLite holding the write lock from its
+/// first statement on: [`feed::lock`]).
+async fn begin<C: Publish>(db: &C) -> Result<DatabaseTransaction> {
     let txn = db.begin().await?;
     feed::lock(&txn).await?;
     Ok(txn)
+}
+
+/// Commit a cut-off and move its entries onto the feed ([`feed::publish`]).
+/// Every replica denies them from the commit on; relying services see
+/// them on the feed once this returns.
+async fn finish<C: Publish>(db: &C, txn: DatabaseTransaction) -> Result<()> {
+    txn.commit().await?;
+    db.publish().await;
+    Ok(())
+}
+
+/// Where a cut-off runs: on its own, it moves its entries onto the feed
+/// after its commit; inside a caller's transaction it cannot (the entries
+/// are not committed yet), so the caller calls [`feed::publish`] after its
+/// own commit. (Were the move made inside the transaction, the feed's row
+/// lock would last until that commit.)
+pub trait Publish: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction> {
+    fn publish(&self) -> impl Future<Output = ()> + Send;
+}
+
+impl Publish for sea_orm::DatabaseConnection {
+    async fn publish(&self) {
+        feed::publish(self).await;
+    }
+}
+
+impl Publish for DatabaseTransaction {
+    async fn publish(&self) {}
 }
 
 /// `sid` entries for families already ended in `txn`, written set-based.
@@ -50,72 +77,48 @@ async fn deny_ended(
 /// Take every form of access away from a user: families, browser sessions,
 /// and (through a `subject` entry) every access token issued so far.
 /// Returns how many families ended.
-pub async fn user<C: TransactionTrait<Transaction = DatabaseTransaction>>(
-    db: &C,
-    reach: Reach,
-    user_id: Uuid,
-    why: &str,
-) -> Result<u64> {
+pub async fn user<C: Publish>(db: &C, reach: Reach, user_id: Uuid, why: &str) -> Result<u64> {
     let txn = begin(db).await?;
     let filter = FamilyFilter { user_id: Some(user_id), ..FamilyFilter::default() };
     let ended = families::revoke_matching(&txn, &filter, reach.now, why).await?;
     browser_sessions::revoke_all_for_user(&txn, reach.now, user_id).await?;
     let entry = Entry::new(Kind::Subject, user_id.to_string(), reach.tokens_until, why);
     feed::append(&txn, reach.now, vec![entry]).await?;
-    txn.commit().await?;
+    finish(db, txn).await?;
     Ok(ended)
 }
 
 /// A user is about to be deleted: deny their access tokens. (Their
 /// families and browser sessions go with the row.)
-pub async fn user_deleted<C: TransactionTrait<Transaction = DatabaseTransaction>>(
-    db: &C,
-    reach: Reach,
-    user_id: Uuid,
-) -> Result<()> {
+pub async fn user_deleted<C: Publish>(db: &C, reach: Reach, user_id: Uuid) -> Result<()> {
     let txn = begin(db).await?;
     let entry = Entry::new(Kind::Subject, user_id.to_string(), reach.tokens_until, "deleted");
     feed::append(&txn, reach.now, vec![entry]).await?;
-    txn.commit().await?;
+    finish(db, txn).await?;
     Ok(())
 }
 
 /// Take away everything a client was issued: its refresh families end and
 /// its access tokens (user and client-credentials alike) are denied until
 /// the last one expires. Returns how many families ended.
-pub async fn client<C: TransactionTrait<Transaction = DatabaseTransaction>>(
-    db: &C,
-    reach: Reach,
-    client_id: &str,
-    why: &str,
-) -> Result<u64> {
+pub async fn client<C: Publish>(db: &C, reach: Reach, client_id: &str, why: &str) -> Result<u64> {
     let txn = begin(db).await?;
     let filter = FamilyFilter { client_id: Some(client_id.to_owned()), ..FamilyFilter::default() };
     let ended = families::revoke_matching(&txn, &filter, reach.now, why).await?;
     let entry = Entry::new(Kind::Client, client_id, reach.tokens_until, why);
     feed::append(&txn, reach.now, vec![entry]).await?;
-    txn.commit().await?;
+    finish(db, txn).await?;
     Ok(ended)
 }
 
 /// End one session: its refresh family and its access tokens. Returns
 /// whether it was live (an ended session is not denied again).
-pub async fn session<C: TransactionTrait<Transaction = DatabaseTransaction>>(
-    db: &C,
-    reach: Reach,
-    family_id: Uuid,
-    why: &str,
-) -> Result<bool> {
+pub async fn session<C: Publish>(db: &C, reach: Reach, family_id: Uuid, why: &str) -> Result<bool> {
     Ok(sessions(db, reach, vec![family_id], why).await? == 1)
 }
 
 /// End several sessions by id (the per-user cap). Returns how many were live.
-pub async fn sessions<C: TransactionTrait<Transaction = DatabaseTransaction>>(
-    db: &C,
-    reach: Reach,
-    ids: Vec<Uuid>,
-    why: &str,
-) -> Result<u64> {
+pub async fn sessions<C: Publish>(db: &C, reach: Reach, ids: Vec<Uuid>, why: &str) -> Result<u64> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -124,7 +127,7 @@ pub async fn sessions<C: TransactionTrait<Transaction = DatabaseTransaction>>(
     let entries: Vec<Entry> =
         ended.iter().map(|id| Entry::new(Kind::Session, id.to_string(), reach.tokens_until, why)).collect();
     feed::append(&txn, reach.now, entries).await?;
-    txn.commit().await?;
+    finish(db, txn).await?;
     Ok(ended.len() as u64)
 }
 
@@ -132,12 +135,7 @@ pub async fn sessions<C: TransactionTrait<Transaction = DatabaseTransaction>>(
 /// access tokens of each, in two set-based statements whatever the count.
 /// With a user in the filter, that user's browser sessions and every access
 /// token of theirs (a `subject` entry) end too. Returns how many ended.
-pub async fn matching<C: TransactionTrait<Transaction = DatabaseTransaction>>(
-    db: &C,
-    reach: Reach,
-    filter: &FamilyFilter,
-    why: &str,
-) -> Result<u64> {
+pub async fn matching<C: Publish>(db: &C, reach: Reach, filter: &FamilyFilter, why: &str) -> Result<u64> {
     let txn = begin(db).await?;
     let ended = families::revoke_matching(&txn, filter, reach.now, why).await?;
     if ended > 0 {
@@ -148,7 +146,7 @@ pub async fn matching<C: TransactionTrait<Transaction = DatabaseTransaction>>(
         let entry = Entry::new(Kind::Subject, user_id.to_string(), reach.tokens_until, why);
         feed::append(&txn, reach.now, vec![entry]).await?;
     }
-    txn.commit().await?;
+    finish(db, txn).await?;
     Ok(ended)
 }
 
@@ -171,7 +169,7 @@ pub struct PasswordCutOff {
 /// gets working tokens from the next second on. (The margin covers a token
 /// signed by a request that read the account just before the write; the
 /// other sessions' `sid` entries keep it.)
-pub async fn password_changed<C: TransactionTrait<Transaction = DatabaseTransaction>>(
+pub async fn password_changed<C: Publish>(
     db: &C,
     reach: Reach,
     user_id: Uuid,
@@ -192,12 +190,12 @@ pub async fn password_changed<C: TransactionTrait<Transaction = DatabaseTransact
         ..Entry::new(Kind::Subject, user_id.to_string(), reach.tokens_until, WHY)
     };
     feed::append(&txn, reach.now, vec![entry]).await?;
-    txn.commit().await?;
+    finish(db, txn).await?;
     Ok(PasswordCutOff { ended, issued_up_to })
 }
 
 /// Deny one access token until `until` (RFC 7009 revocation).
-pub async fn token<C: TransactionTrait<Transaction = DatabaseTransaction>>(
+pub async fn token<C: Publish>(
     db: &C,
     now: DateTime<Utc>,
     jti: &str,
@@ -206,13 +204,13 @@ pub async fn token<C: TransactionTrait<Transaction = DatabaseTransaction>>(
 ) -> Result<()> {
     let txn = begin(db).await?;
     feed::append(&txn, now, vec![Entry::new(Kind::Jti, jti, until, why)]).await?;
-    txn.commit().await?;
+    finish(db, txn).await?;
     Ok(())
 }
 
 /// An authorization code was redeemed twice: end the session it started
 /// and deny the access token it issued.
-pub async fn code_reused<C: TransactionTrait<Transaction = DatabaseTransaction>>(
+pub async fn code_reused<C: Publish>(
     db: &C,
     reach: Reach,
     family_id: Option<Uuid>,
@@ -230,6 +228,6 @@ pub async fn code_reused<C: TransactionTrait<Transaction = DatabaseTransaction>>
         entries.push(Entry::new(Kind::Jti, jti, until, WHY));
     }
     feed::append(&txn, reach.now, entries).await?;
-    txn.commit().await?;
+    finish(db, txn).await?;
     Ok(())
 }

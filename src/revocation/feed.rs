@@ -17,16 +17,36 @@
 //! valid; the purge job deletes it then. A `jti` already denied is not
 //! written again, so repeating a revocation cannot flood the feed.
 //!
-//! **The feed.** `seq` is the cursor. Every write first updates the single
-//! `revocation_cursor` row in the same transaction, so writers are serialized
-//! and sequence order is commit order: a reader that has seen `seq = n` has
-//! seen everything below `n`, across replicas and restarts.
+//! **The feed.** `seq` is the cursor, and feed order is commit order: a
+//! reader that has seen `seq = n` has seen everything below `n`, across
+//! replicas and restarts. (On PostgreSQL two transactions can take sequence
+//! values 10 and 11 and commit 11 first; a reader at that moment would move
+//! past 10 and never see it.) How each database keeps that:
+//! - **SQLite** serializes writers: a cut-off's first statement updates the
+//!   `revocation_cursor` row, which takes the write lock at once, and its
+//!   entries go straight into `revocations`.
+//! - **PostgreSQL**: a cut-off writes its entries into `revocations_pending`
+//!   inside its own transaction, with no lock shared with other writers, so
+//!   many commit side by side. After its commit, [`publish`] moves pending
+//!   entries onto the feed in one statement under the `revocation_cursor`
+//!   row lock, or, when another move holds it, waits until that move or
+//!   the next has carried them; no writer queues for the lock.
+//!   The moves are serialized, each takes its `seq` values while holding the
+//!   lock and commits before the next begins, so `seq` order is the order in
+//!   which entries reached the feed. One move carries every entry committed
+//!   since the last one: 64 concurrent logouts need far fewer serialized
+//!   commits than 64, and none of them waits for another.
+//!
+//! [`is_denied`] reads both tables, so a revocation denies from its commit
+//! on, on every replica. A cut-off returns once its entries are on the
+//! feed; if its replica died in between, another replica's once-a-second
+//! move carries them.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::{Alias, Expr, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, ExprTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::entities::revocation_cursor;
@@ -78,11 +98,25 @@ impl Entry {
     }
 }
 
-/// Take the lock that orders feed writers (see the module docs). Every
-/// cut-off transaction starts here, before [`append`]: its first statement
-/// is then a write, so SQLite takes the write lock at once (waiting on
-/// `busy_timeout`) instead of failing to upgrade a read transaction.
+/// Where a cut-off writes its entries: the feed itself on SQLite, the
+/// pending table on PostgreSQL (see the module docs).
+fn target(txn: &DatabaseTransaction) -> Alias {
+    match txn.get_database_backend() {
+        DbBackend::Postgres => Alias::new(PENDING),
+        _ => Alias::new("revocations"),
+    }
+}
+
+const PENDING: &str = "revocations_pending";
+
+/// Start a cut-off in `txn`. On SQLite this takes the write lock at once
+/// (the first statement is then a write, so SQLite takes the lock, waiting
+/// on `busy_timeout`, instead of failing to upgrade a read transaction); on
+/// PostgreSQL nothing is shared between writers until [`publish`].
 pub(super) async fn lock(txn: &DatabaseTransaction) -> Result<()> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        return Ok(());
+    }
     let locked = revocation_cursor::Entity::update_many()
         .col_expr(revocation_cursor::Column::Writes, Expr::col(revocation_cursor::Column::Writes).add(1))
         .filter(revocation_cursor::Column::Id.eq(1))
@@ -94,7 +128,101 @@ pub(super) async fn lock(txn: &DatabaseTransaction) -> Result<()> {
     Ok(())
 }
 
-/// Add entries, in feed order, within `txn`, which holds the [`lock`].
+/// Move every entry committed to `revocations_pending` so far onto the feed
+/// and return once they are on it (PostgreSQL; nothing to do on SQLite).
+/// Writers never queue behind one another for it.
+///
+/// The move is one statement: it takes the `revocation_cursor` row if no
+/// other move holds it (`FOR UPDATE SKIP LOCKED`) and, only then, moves
+/// every pending entry it sees into `revocations`, which gives them their
+/// `seq`. Moves are serialized by that row lock and take their `seq` values
+/// after getting it, so `seq` order is the order in which moves commit. A
+/// move whose snapshot predates an earlier move's commit cannot move an
+/// entry twice: its `DELETE` skips rows a committed transaction deleted.
+///
+/// Without contention that is the only statement, one round trip. A caller
+/// that finds the row taken does not queue for it: it polls (a cheap read,
+/// with a short back-off) until the move in progress, or the next one, which
+/// it may make itself, has carried what was pending when it looked. Under
+/// load one move carries the entries of many cut-offs.
+///
+/// (A row lock, not an advisory lock: it orders moves on every engine that
+/// speaks the protocol, see `docs/scaling.md`.)
+///
+/// Runs after each cut-off commits, and once a second on every replica for
+/// entries whose writer died in between. A failure is logged, not returned:
+/// the entries are committed, [`is_denied`] already sees them, and the next
+/// move carries them.
+pub async fn publish(db: &impl ConnectionTrait) {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    if let Err(e) = publish_pending(db).await {
+        tracing::warn!(
+            error = format!("{:#}", e.0),
+            "moving revocations onto the feed failed; the next move carries them"
+        );
+    }
+}
+
+/// How long [`publish`] waits for other moves before it leaves its entries
+/// to the once-a-second move.
+const PUBLISH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn publish_pending(db: &impl ConnectionTrait) -> Result<()> {
+    let query = |sql: String| db.query_one_raw(sea_orm::Statement::from_string(DbBackend::Postgres, sql));
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    // What to wait for once another move holds the row: everything pending
+    // when we first found it taken, the caller's entries included.
+    let mut upto: Option<i64> = None;
+    loop {
+        // Take the row if free and move what this snapshot sees: everything
+        // committed before the statement began.
+        let Some(row) = query(format!(
+            "WITH locked AS (SELECT id FROM revocation_cursor WHERE id = 1 FOR UPDATE SKIP LOCKED), \
+             moved AS (DELETE FROM {PENDING} WHERE EXISTS (SELECT 1 FROM locked) \
+                       RETURNING id, created_at, kind, value, reason, expires_at), \
+             fed AS (INSERT INTO revocations (created_at, kind, value, reason, expires_at) \
+                     SELECT created_at, kind, value, reason, expires_at FROM moved ORDER BY id RETURNING seq) \
+             SELECT EXISTS (SELECT 1 FROM locked) AS locked, (SELECT max(id) FROM {PENDING}) AS upto"
+        ))
+        .await?
+        else {
+            return Ok(());
+        };
+        if row.try_get::<bool>("", "locked")? {
+            return Ok(());
+        }
+        if upto.is_none() {
+            upto = row.try_get::<Option<i64>>("", "upto")?;
+        }
+        // Nothing was pending: an earlier move, committed, carried it all.
+        let Some(limit) = upto else { return Ok(()) };
+        // Another move holds the row: it, or the next, carries what we wait
+        // for. Poll a few times, then try to make the next move ourselves.
+        for _ in 0..3 {
+            if started.elapsed() > PUBLISH_PATIENCE {
+                return Err(crate::error::Internal(anyhow::anyhow!(
+                    "other moves held the feed for {} s",
+                    PUBLISH_PATIENCE.as_secs()
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(16));
+            let waiting =
+                query(format!("SELECT EXISTS (SELECT 1 FROM {PENDING} WHERE id <= {limit}) AS waiting"))
+                    .await?
+                    .map(|row| row.try_get::<bool>("", "waiting"))
+                    .transpose()?;
+            if waiting != Some(true) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Add entries, in feed order, within `txn`, which began with [`lock`].
 pub(super) async fn append(txn: &DatabaseTransaction, now: DateTime<Utc>, entries: Vec<Entry>) -> Result<()> {
     if entries.is_empty() {
         return Ok(());
@@ -114,31 +242,37 @@ pub(super) async fn append(txn: &DatabaseTransaction, now: DateTime<Utc>, entrie
             .all(txn)
             .await?
     };
-    let rows: Vec<revocations::ActiveModel> = entries
-        .into_iter()
-        .filter(|e| !(e.kind == Kind::Jti && known.contains(&e.value)))
-        .map(|e| revocations::ActiveModel {
-            created_at: sea_orm::Set(e.issued_up_to.unwrap_or(if e.kind == Kind::Jti {
-                now
-            } else {
-                now + CUT_OFF_MARGIN
-            })),
-            kind: sea_orm::Set(e.kind.as_str().to_owned()),
-            value: sea_orm::Set(e.value),
-            reason: sea_orm::Set(Some(e.reason)),
-            expires_at: sea_orm::Set(e.expires_at + CUT_OFF_MARGIN),
-            ..Default::default()
-        })
-        .collect();
-    if !rows.is_empty() {
-        Revocations::insert_many(rows).exec(txn).await?;
+    let mut insert = Query::insert();
+    insert.into_table(target(txn)).columns(COLUMNS);
+    let mut any = false;
+    for e in entries.into_iter().filter(|e| !(e.kind == Kind::Jti && known.contains(&e.value))) {
+        let created_at =
+            e.issued_up_to.unwrap_or(if e.kind == Kind::Jti { now } else { now + CUT_OFF_MARGIN });
+        insert
+            .values([
+                created_at.into(),
+                e.kind.as_str().into(),
+                e.value.into(),
+                e.reason.into(),
+                (e.expires_at + CUT_OFF_MARGIN).into(),
+            ])
+            .map_err(|e| crate::error::Internal(anyhow::anyhow!("building the deny statement: {e}")))?;
+        any = true;
+    }
+    if any {
+        txn.execute(&insert).await?;
     }
     Ok(())
 }
 
+/// The columns a cut-off writes, in the order [`append`] and
+/// [`append_sessions`] give them.
+const COLUMNS: [Column; 5] =
+    [Column::CreatedAt, Column::Kind, Column::Value, Column::Reason, Column::ExpiresAt];
+
 /// Add one `sid` entry for every family `ended` selects, in one
 /// `INSERT ... SELECT`: a bulk revocation of a million sessions is two
-/// statements, not a million. `txn` holds the [`lock`]. Returns how many
+/// statements, not a million. `txn` began with [`lock`]. Returns how many
 /// entries were written.
 pub(super) async fn append_sessions(
     txn: &DatabaseTransaction,
@@ -171,8 +305,8 @@ pub(super) async fn append_sessions(
         .order_by(F::Id, sea_orm::Order::Asc)
         .to_owned();
     let insert = Query::insert()
-        .into_table(Revocations)
-        .columns([Column::CreatedAt, Column::Kind, Column::Value, Column::Reason, Column::ExpiresAt])
+        .into_table(target(txn))
+        .columns(COLUMNS)
         .select_from(select)
         .map_err(|e| crate::error::Internal(anyhow::anyhow!("building the bulk deny statement: {e}")))?
         .to_owned();
@@ -180,22 +314,41 @@ pub(super) async fn append_sessions(
     Ok(result.rows_affected())
 }
 
-/// Is this token denied at `now`?
+/// Is this token denied at `now`? Reads the feed and, on PostgreSQL, the
+/// entries not yet moved onto it ([`publish`]): a revocation counts from
+/// its commit, whenever it reaches the feed. One statement either way.
 pub async fn is_denied(db: &impl ConnectionTrait, claims: &AccessClaims, now: DateTime<Utc>) -> Result<bool> {
     let iat = DateTime::from_timestamp(claims.iat, 0).unwrap_or(now);
+    // Unqualified columns: the same condition serves both tables.
+    let col = |c: Column| Expr::col(c);
     let issued_before = |kind: Kind, value: &str| {
-        Column::Kind.eq(kind.as_str()).and(Column::Value.eq(value)).and(Column::CreatedAt.gte(iat))
+        col(Column::Kind)
+            .eq(kind.as_str())
+            .and(col(Column::Value).eq(value))
+            .and(col(Column::CreatedAt).gte(iat))
     };
-    let mut condition = Column::Kind
-        .eq(Kind::Jti.as_str())
-        .and(Column::Value.eq(claims.jti.as_str()))
-        .or(issued_before(Kind::Subject, &claims.sub))
-        .or(issued_before(Kind::Client, &claims.client_id));
+    let mut denies = Condition::any()
+        .add(col(Column::Kind).eq(Kind::Jti.as_str()).and(col(Column::Value).eq(claims.jti.as_str())))
+        .add(issued_before(Kind::Subject, &claims.sub))
+        .add(issued_before(Kind::Client, &claims.client_id));
     if let Some(sid) = &claims.sid {
-        condition = condition.or(issued_before(Kind::Session, sid));
+        denies = denies.add(issued_before(Kind::Session, sid));
     }
-    let count = Revocations::find().filter(Column::ExpiresAt.gt(now)).filter(condition).count(db).await?;
-    Ok(count > 0)
+    let probe = |table: &str| {
+        Query::select()
+            .expr(Expr::val(1))
+            .from(Alias::new(table))
+            .cond_where(Condition::all().add(col(Column::ExpiresAt).gt(now)).add(denies.clone()))
+            .limit(1)
+            .to_owned()
+    };
+    let mut any = Expr::exists(probe("revocations"));
+    if db.get_database_backend() == DbBackend::Postgres {
+        any = any.or(Expr::exists(probe(PENDING)));
+    }
+    let statement = Query::select().expr_as(any, Alias::new("denied")).to_owned();
+    let row = db.query_one(&statement).await?;
+    Ok(row.map(|r| r.try_get::<bool>("", "denied")).transpose()?.unwrap_or(false))
 }
 
 /// A page of the feed.
