@@ -430,7 +430,10 @@ pub async fn refresh(
         }
     };
     let family = refreshed.family;
-    let user = users::find(&state.db, family.user_id).await?;
+    let user = match refreshed.user {
+        Some(user) => Some(user),
+        None => users::find(&state.db, family.user_id).await?,
+    };
     let Some(user) = user.filter(|u| u.can_authenticate(now)) else {
         cut_off::session(&state.db, state.reach(now), family.id, refresh::reason::ACCOUNT_UNAVAILABLE)
             .await?;

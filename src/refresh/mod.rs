@@ -200,6 +200,9 @@ pub struct Refreshed {
     pub family: Family,
     pub token: String,
     pub rotation: Rotation,
+    /// The family's user, when the rotation read it in the same statement
+    /// (the one-statement path on PostgreSQL); `None`: read it.
+    pub user: Option<crate::users::User>,
     /// The refresh came from another network or device than the last one
     /// (under the `audit` policy; `end_session` refuses instead).
     pub context_change: Option<ContextChange>,
@@ -278,6 +281,33 @@ pub async fn refresh(
     let RefreshToken { family_id, counter } = codec.decode(presented).ok_or(RefreshError::Invalid)?;
     let current = Origin { ip: origin.ip, user_agent: clean_user_agent(origin.user_agent.as_deref()) };
     tracing::Span::current().record("family_id", tracing::field::display(family_id));
+    // The common case, on PostgreSQL: one statement rotates the family and
+    // returns it as it was, with its user. Anything else (SQLite, a
+    // narrowed scope, a lost race, reuse, an ended or expired family) takes
+    // the path below, which reads the family first.
+    if narrow.is_none() && db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        if let Some(rotated) =
+            repo::rotate(db, family_id, counter, client_id, now, policy.idle_timeout, &current).await?
+        {
+            let mut family: Family = rotated.before.into();
+            // Compared with where it was last refreshed from, as below. The
+            // family has moved on already: under `end_session` the caller
+            // ends it, so refusing after the rotation ends the same way.
+            let context_change = context_check(&family, &current, &policy.context)?;
+            family.counter += 1;
+            family.last_rotated_at = now;
+            family.last_used_at = now;
+            if let Some(ip) = current.ip {
+                family.last_ip = Some(ip.to_string());
+            }
+            if let Some(ua) = current.user_agent {
+                family.last_user_agent = Some(ua);
+            }
+            let token = codec.encode(family_id, family.counter);
+            let user = Some(crate::users::User::from(rotated.user));
+            return Ok(Refreshed { family, token, rotation: Rotation::Rotated, context_change, user });
+        }
+    }
     let mut family: Family = repo::by_id(db, family_id).await?.ok_or(RefreshError::Invalid)?.into();
     if family.client_id != client_id {
         return Err(RefreshError::Invalid);
@@ -304,7 +334,7 @@ pub async fn refresh(
                 family.last_user_agent = Some(ua);
             }
             let token = codec.encode(family_id, family.counter);
-            return Ok(Refreshed { family, token, rotation: Rotation::Rotated, context_change });
+            return Ok(Refreshed { family, token, rotation: Rotation::Rotated, context_change, user: None });
         }
         // Lost the race (or the family was revoked meanwhile): look again.
         family = repo::by_id(db, family_id).await?.ok_or(RefreshError::Invalid)?.into();
@@ -316,7 +346,7 @@ pub async fn refresh(
         // twice); the same token replayed from elsewhere is.
         let context_change = context_check(&family, &current, &policy.context)?;
         let token = codec.encode(family_id, family.counter);
-        return Ok(Refreshed { family, token, rotation: Rotation::GraceReplay, context_change });
+        return Ok(Refreshed { family, token, rotation: Rotation::GraceReplay, context_change, user: None });
     }
     // The caller ends the family ([`crate::revocation::cut_off::session`]).
     tracing::warn!(%family_id, user_id = %family.user_id, presented = counter, current = family.counter, "refresh token reuse detected");

@@ -58,6 +58,74 @@ pub async fn advance(
     Ok(result.rows_affected == 1)
 }
 
+/// What [`rotate`] returns: the family as it was before the rotation, and
+/// its user.
+pub struct Rotated {
+    pub before: refresh_families::Model,
+    pub user: crate::entities::users::Model,
+}
+
+/// A refresh's common case in one statement (PostgreSQL): move a live,
+/// unexpired, not idle family of `client_id` from `counter` to
+/// `counter + 1`, record where the refresh came from, and return the
+/// family as it was (the context check compares with that) and its user
+/// (the account check and the claims need it). `None` when any condition
+/// fails: the caller then reads the family and takes the slow path, which
+/// tells a lost race (grace), reuse, revocation and expiry apart.
+///
+/// The self-join reads the row as it was when the statement began; a
+/// concurrent rotation of the same family makes PostgreSQL re-check the
+/// `WHERE` against the committed row, so the loser changes nothing, as in
+/// [`advance`].
+pub async fn rotate(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    counter: i64,
+    client_id: &str,
+    now: DateTime<Utc>,
+    idle_timeout: TimeDelta,
+    from: &Origin,
+) -> Result<Option<Rotated>> {
+    use sea_orm::{FromQueryResult, IdenStatic, Iterable, Statement};
+
+    use crate::entities::users;
+    let columns = |alias: &str, prefix: &str, names: Vec<&'static str>| {
+        names
+            .into_iter()
+            .map(|c| format!("{alias}.\"{c}\" AS \"{prefix}{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let family_columns = columns("old", "f_", Column::iter().map(|c| c.as_str()).collect());
+    let user_columns = columns("u", "u_", users::Column::iter().map(|c| c.as_str()).collect());
+    let sql = format!(
+        "UPDATE refresh_families AS f \
+         SET counter = f.counter + 1, last_rotated_at = $1, last_used_at = $1, \
+             last_ip = COALESCE($2, f.last_ip), last_user_agent = COALESCE($3, f.last_user_agent) \
+         FROM refresh_families AS old, users AS u \
+         WHERE f.id = $4 AND old.id = f.id AND u.id = f.user_id \
+           AND f.counter = $5 AND f.revoked_at IS NULL AND f.client_id = $6 \
+           AND f.expires_at > $1 AND f.last_used_at > $7 \
+         RETURNING {family_columns}, {user_columns}"
+    );
+    let values: [sea_orm::Value; 7] = [
+        now.into(),
+        from.ip.map(|ip| ip.to_string()).into(),
+        from.user_agent.clone().into(),
+        id.into(),
+        counter.into(),
+        client_id.into(),
+        (now - idle_timeout).into(),
+    ];
+    let row =
+        db.query_one_raw(Statement::from_sql_and_values(db.get_database_backend(), sql, values)).await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(Rotated {
+        before: refresh_families::Model::from_query_result(&row, "f_")?,
+        user: users::Model::from_query_result(&row, "u_")?,
+    }))
+}
+
 /// Families of a user that are live at `now`, newest first.
 pub async fn live_for_user(
     db: &impl ConnectionTrait,
