@@ -89,25 +89,28 @@ pub async fn rotate(
     use sea_orm::{FromQueryResult, IdenStatic, Iterable, Statement};
 
     use crate::entities::users;
-    let columns = |alias: &str, prefix: &str, names: Vec<&'static str>| {
-        names
-            .into_iter()
-            .map(|c| format!("{alias}.\"{c}\" AS \"{prefix}{c}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let family_columns = columns("old", "f_", Column::iter().map(|c| c.as_str()).collect());
-    let user_columns = columns("u", "u_", users::Column::iter().map(|c| c.as_str()).collect());
-    let sql = format!(
-        "UPDATE refresh_families AS f \
-         SET counter = f.counter + 1, last_rotated_at = $1, last_used_at = $1, \
-             last_ip = COALESCE($2, f.last_ip), last_user_agent = COALESCE($3, f.last_user_agent) \
-         FROM refresh_families AS old, users AS u \
-         WHERE f.id = $4 AND old.id = f.id AND u.id = f.user_id \
-           AND f.counter = $5 AND f.revoked_at IS NULL AND f.client_id = $6 \
-           AND f.expires_at > $1 AND f.last_used_at > $7 \
-         RETURNING {family_columns}, {user_columns}"
-    );
+    // Built once: the statement is the same for every refresh.
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let columns = |alias: &str, prefix: &str, names: Vec<&'static str>| {
+            names
+                .into_iter()
+                .map(|c| format!("{alias}.\"{c}\" AS \"{prefix}{c}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let family_columns = columns("old", "f_", Column::iter().map(|c| c.as_str()).collect());
+        let user_columns = columns("u", "u_", users::Column::iter().map(|c| c.as_str()).collect());
+        format!(
+            "UPDATE refresh_families AS f \
+             SET counter = f.counter + 1, last_rotated_at = $1, last_used_at = $1, \
+                 last_ip = COALESCE($2, f.last_ip), last_user_agent = COALESCE($3, f.last_user_agent) \
+             FROM refresh_families AS old, users AS u \
+             WHERE f.id = $4 AND old.id = f.id AND u.id = f.user_id \
+               AND f.counter = $5 AND f.revoked_at IS NULL AND f.client_id = $6 \
+               AND f.expires_at > $1 AND f.last_used_at > $7 \
+             RETURNING {family_columns}, {user_columns}"
+        )
+    });
     let values: [sea_orm::Value; 7] = [
         now.into(),
         from.ip.map(|ip| ip.to_string()).into(),
@@ -117,8 +120,9 @@ pub async fn rotate(
         client_id.into(),
         (now - idle_timeout).into(),
     ];
-    let row =
-        db.query_one_raw(Statement::from_sql_and_values(db.get_database_backend(), sql, values)).await?;
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(db.get_database_backend(), SQL.as_str(), values))
+        .await?;
     let Some(row) = row else { return Ok(None) };
     Ok(Some(Rotated {
         before: refresh_families::Model::from_query_result(&row, "f_")?,

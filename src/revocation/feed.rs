@@ -178,9 +178,11 @@ async fn publish_pending(db: &impl ConnectionTrait) -> Result<()> {
     let mut upto: Option<i64> = None;
     loop {
         // Take the row if free and move what this snapshot sees: everything
-        // committed before the statement began.
+        // committed before the statement began. Nothing pending: no lock
+        // (taking a row lock costs a commit flush), and nothing to wait for.
         let Some(row) = query(format!(
-            "WITH locked AS (SELECT id FROM revocation_cursor WHERE id = 1 FOR UPDATE SKIP LOCKED), \
+            "WITH locked AS (SELECT id FROM revocation_cursor \
+                              WHERE id = 1 AND EXISTS (SELECT 1 FROM {PENDING}) FOR UPDATE SKIP LOCKED), \
              moved AS (DELETE FROM {PENDING} WHERE EXISTS (SELECT 1 FROM locked) \
                        RETURNING id, created_at, kind, value, reason, expires_at), \
              fed AS (INSERT INTO revocations (created_at, kind, value, reason, expires_at) \
