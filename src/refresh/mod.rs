@@ -135,6 +135,20 @@ impl Family {
 
     /// Where the family was last used from: its last refresh, or its login
     /// until the first refresh (and for rows older than the `last_*` columns).
+    /// What a rotation at `now` from `from` wrote to the row (see
+    /// [`repo::advance`] and [`repo::rotate`]), applied to this copy.
+    fn record_rotation(&mut self, now: DateTime<Utc>, from: Origin) {
+        self.counter += 1;
+        self.last_rotated_at = now;
+        self.last_used_at = now;
+        if let Some(ip) = from.ip {
+            self.last_ip = Some(ip.to_string());
+        }
+        if let Some(ua) = from.user_agent {
+            self.last_user_agent = Some(ua);
+        }
+    }
+
     pub fn last_context(&self) -> Origin {
         Origin {
             ip: self.last_ip.as_deref().or(self.ip.as_deref()).and_then(|ip| ip.parse().ok()),
@@ -294,15 +308,7 @@ pub async fn refresh(
             // family has moved on already: under `end_session` the caller
             // ends it, so refusing after the rotation ends the same way.
             let context_change = context_check(&family, &current, &policy.context)?;
-            family.counter += 1;
-            family.last_rotated_at = now;
-            family.last_used_at = now;
-            if let Some(ip) = current.ip {
-                family.last_ip = Some(ip.to_string());
-            }
-            if let Some(ua) = current.user_agent {
-                family.last_user_agent = Some(ua);
-            }
+            family.record_rotation(now, current);
             let token = codec.encode(family_id, family.counter);
             let user = Some(crate::users::User::from(rotated.user));
             return Ok(Refreshed { family, token, rotation: Rotation::Rotated, context_change, user });
@@ -324,15 +330,7 @@ pub async fn refresh(
     if counter == family.counter {
         let context_change = context_check(&family, &current, &policy.context)?;
         if repo::advance(db, family_id, counter, now, &current).await? {
-            family.counter += 1;
-            family.last_rotated_at = now;
-            family.last_used_at = now;
-            if let Some(ip) = current.ip {
-                family.last_ip = Some(ip.to_string());
-            }
-            if let Some(ua) = current.user_agent {
-                family.last_user_agent = Some(ua);
-            }
+            family.record_rotation(now, current);
             let token = codec.encode(family_id, family.counter);
             return Ok(Refreshed { family, token, rotation: Rotation::Rotated, context_change, user: None });
         }
