@@ -45,6 +45,9 @@ impl Internal {
     pub fn unavailable(&self) -> Option<&'static str> {
         use sea_orm::DbErr;
         self.0.chain().find_map(|cause| {
+            if let Some(e) = cause.downcast_ref::<SharedFailure>() {
+                return e.unavailable;
+            }
             if let Some(e) = cause.downcast_ref::<crate::keys::NoSigningKey>() {
                 return e.activates_in.is_some().then_some(NO_SIGNING_KEY_YET);
             }
@@ -64,6 +67,26 @@ impl Internal {
         } else {
             tracing::error!(error = format!("{:#}", self.0), "internal error");
         }
+    }
+}
+
+/// A failure met by one task on behalf of several requests (a shared read,
+/// see [`crate::memory`]): each request gets a copy, classified as the
+/// original was.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{cause}")]
+pub struct SharedFailure {
+    cause: String,
+    unavailable: Option<&'static str>,
+}
+
+impl SharedFailure {
+    pub fn of(e: &Internal) -> Self {
+        SharedFailure { cause: format!("{:#}", e.0), unavailable: e.unavailable() }
+    }
+
+    pub fn new(cause: &str) -> Self {
+        SharedFailure { cause: cause.to_owned(), unavailable: None }
     }
 }
 

@@ -36,6 +36,8 @@ pub mod authn;
 pub mod clients;
 /// Signing keys: lifecycle, rotation, sealing, JWKS.
 pub mod keys;
+/// Clients and the deny list in each replica's memory, kept current.
+pub mod memory;
 /// Prometheus metrics.
 pub mod metrics;
 /// OAuth 2.0 / OpenID Connect protocol: grants, codes, PKCE, revocation, introspection.

@@ -285,6 +285,7 @@ impl Application {
             token_limiter: RateLimiter::per_minute(settings.token_rate_per_ip),
             register_limiter: RateLimiter::per_hour(settings.register_rate_per_ip),
             metrics: Metrics::new().context("cannot set up metrics")?,
+            memory: crate::memory::Memory::new(db.clone(), Arc::clone(&clock)),
             refresh_codec: RefreshTokenCodec::new(&master),
             families: FamilyPolicy::from_settings(&settings),
             keyring: Arc::new(keyring),
@@ -374,6 +375,7 @@ impl Application {
         reloader.abort();
         purger.abort();
         publisher.abort();
+        let _ = tokio::task::spawn_blocking(crate::http::middleware::flush_access_log).await;
         result.and(metrics_result)
     }
 }

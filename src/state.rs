@@ -39,6 +39,8 @@ pub struct Inner {
     /// `POST /auth/register`, per address.
     pub register_limiter: RateLimiter,
     pub metrics: Metrics,
+    /// Clients and the deny list, kept current by one shared read per request.
+    pub memory: crate::memory::Memory,
     /// Set once a shutdown began: `/readyz` answers 503 from then on.
     pub shutting_down: std::sync::atomic::AtomicBool,
 }

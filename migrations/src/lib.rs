@@ -24,6 +24,7 @@ mod m20261130_000001_add_clients_require_pkce;
 mod m20261130_000002_add_refresh_families_last_context;
 mod m20261130_000003_create_invitations;
 mod m20261130_000004_create_revocations_pending;
+mod m20261201_000001_create_change_counters;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000002_add_refresh_families_last_context::Migration),
             Box::new(m20261130_000003_create_invitations::Migration),
             Box::new(m20261130_000004_create_revocations_pending::Migration),
+            Box::new(m20261201_000001_create_change_counters::Migration),
         ]
     }
 }

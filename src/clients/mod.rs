@@ -477,6 +477,23 @@ pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<OAuthClient>, Interna
     repo::all(db).await?.into_iter().map(OAuthClient::try_from).collect()
 }
 
+/// Every client, for a replica's memory ([`crate::memory`]). A row that
+/// does not parse is left out and logged: that client cannot authenticate
+/// until it is mended, and every other client still can.
+pub async fn load_all(db: &impl ConnectionTrait) -> Result<Vec<OAuthClient>, Internal> {
+    let mut clients = Vec::new();
+    for row in repo::all(db).await? {
+        let client_id = row.client_id.clone();
+        match OAuthClient::try_from(row) {
+            Ok(client) => clients.push(client),
+            Err(e) => {
+                tracing::error!(%client_id, error = format!("{:#}", e.0), "a client row is invalid; it cannot authenticate")
+            }
+        }
+    }
+    Ok(clients)
+}
+
 /// Change metadata (fields left out keep their value). Changing the auth
 /// method between public and confidential issues or drops the secret.
 pub async fn update(

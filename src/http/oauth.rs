@@ -18,6 +18,7 @@ use super::origin::ClientOrigin;
 use super::security::BearerAuth;
 use crate::authn;
 use crate::clients::OAuthClient;
+use crate::memory::Fresh;
 use crate::oauth::client_auth::{self, PresentedCredentials};
 use crate::oauth::grants::{self, TokenRequest};
 use crate::oauth::introspection::{self, Introspection};
@@ -181,9 +182,11 @@ async fn authenticate(
     req: &Request,
     client_id: Option<String>,
     client_secret: Option<String>,
-) -> Result<OAuthClient, OAuthError> {
+) -> Result<(OAuthClient, Fresh), OAuthError> {
     let credentials = presented(req, client_id, client_secret)?;
-    client_auth::authenticate(&state.db, state.now(), &credentials).await
+    let fresh = state.memory.confirm().await?;
+    let client = client_auth::authenticate(&fresh, state.now(), &credentials)?;
+    Ok((client, fresh))
 }
 
 fn too_many(seconds: u64) -> OAuthError {
@@ -206,7 +209,7 @@ async fn authenticate_throttled(
     origin: &ClientOrigin,
     client_id: Option<String>,
     client_secret: Option<String>,
-) -> Result<OAuthClient, OAuthError> {
+) -> Result<(OAuthClient, Fresh), OAuthError> {
     let address = crate::ratelimit::address_key(origin.0.ip);
     state.token_limiter.peek(&address, state.now()).map_err(too_many)?;
     let result = authenticate(state, req, client_id, client_secret).await;
@@ -237,7 +240,7 @@ impl OAuthApi {
     ) -> Result<TokenIssued, OAuthErrorResponse> {
         let form = form.0;
         throttle(&state, &origin)?;
-        let client = authenticate(&state, req, form.client_id, form.client_secret).await?;
+        let (client, _) = authenticate(&state, req, form.client_id, form.client_secret).await?;
         let request = TokenRequest {
             grant_type: form.grant_type,
             code: form.code,
@@ -265,7 +268,8 @@ impl OAuthApi {
         form: Form<TokenHintForm>,
     ) -> Result<Revoked, OAuthErrorResponse> {
         let form = form.0;
-        let client = authenticate_throttled(&state, req, &origin, form.client_id, form.client_secret).await?;
+        let (client, _) =
+            authenticate_throttled(&state, req, &origin, form.client_id, form.client_secret).await?;
         revoke::revoke(&state, &client, &form.token).await?;
         Ok(Revoked::Ok)
     }
@@ -280,12 +284,14 @@ impl OAuthApi {
         form: Form<TokenHintForm>,
     ) -> Result<Introspected, OAuthErrorResponse> {
         let form = form.0;
-        let client = authenticate_throttled(&state, req, &origin, form.client_id, form.client_secret).await?;
+        let (client, fresh) =
+            authenticate_throttled(&state, req, &origin, form.client_id, form.client_secret).await?;
         if !client.is_confidential() {
             return Err(OAuthError::unauthorized_client("public clients cannot introspect tokens").into());
         }
         let result =
-            introspection::introspect(&state, &client, &form.token, form.token_type_hint.as_deref()).await?;
+            introspection::introspect(&state, &fresh, &client, &form.token, form.token_type_hint.as_deref())
+                .await?;
         Ok(Introspected::Ok(Json(result.into())))
     }
 

@@ -8,10 +8,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
 
 use super::OAuthError;
-use crate::clients::{self, AuthMethod, OAuthClient};
+use crate::clients::{AuthMethod, OAuthClient};
+use crate::memory::Fresh;
 
 /// What the request offered to authenticate the client.
 #[derive(Clone, Debug, Default)]
@@ -39,9 +39,10 @@ pub fn parse_basic(header: &str) -> Option<(String, String)> {
     Some((unescape(id)?, unescape(secret)?))
 }
 
-/// Authenticate the client making a request.
-pub async fn authenticate(
-    db: &impl ConnectionTrait,
+/// Authenticate the client making a request, against the clients in
+/// memory as of a round that began after the request ([`Fresh`]).
+pub fn authenticate(
+    fresh: &Fresh,
     now: DateTime<Utc>,
     presented: &PresentedCredentials,
 ) -> Result<OAuthClient, OAuthError> {
@@ -64,8 +65,7 @@ pub async fn authenticate(
             (id, None, AuthMethod::None)
         }
     };
-    let client = clients::find(db, client_id).await?;
-    let Some(client) = client.filter(|c| !c.disabled) else {
+    let Some(client) = fresh.client(client_id).filter(|c| !c.disabled) else {
         return Err(OAuthError::invalid_client());
     };
     let ok = client.auth_method == method

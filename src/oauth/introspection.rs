@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 
 use crate::clients::{INTROSPECT_SCOPE, OAuthClient};
 use crate::error::Internal;
+use crate::memory::Fresh;
 use crate::refresh::{self, RefreshToken};
-use crate::revocation;
 use crate::state::AppState;
 use crate::tokens;
 use crate::users;
@@ -41,6 +41,8 @@ impl Introspection {
     }
 }
 
+/// The username of a user whose refresh family is live, or `None` when
+/// the user may not sign in.
 async fn username_if_allowed(
     state: &AppState,
     sub: &str,
@@ -50,8 +52,12 @@ async fn username_if_allowed(
     Ok(users::find(&state.db, id).await?.filter(|u| u.can_authenticate(now)).map(|u| Some(u.username)))
 }
 
+/// Introspect `token` for `client`. An access token is answered from
+/// memory as of `fresh` (the deny list, and the username once read); a
+/// refresh token reads its family.
 pub async fn introspect(
     state: &AppState,
+    fresh: &Fresh,
     client: &OAuthClient,
     token: &str,
     hint: Option<&str>,
@@ -65,14 +71,15 @@ pub async fn introspect(
     }
     if let Ok(claims) = tokens::verify_access(&state.keyring, &state.tokens, now, token) {
         let may_see = claims.client_id == client.client_id || client.scope.contains(INTROSPECT_SCOPE);
-        if !may_see || revocation::is_denied(&state.db, &claims, now).await? {
+        if !may_see || fresh.is_denied(&claims, now) {
             return Ok(Introspection::inactive());
         }
         let username = if claims.is_client_token() {
             None
         } else {
-            match username_if_allowed(state, &claims.sub, now).await? {
-                Some(name) => name,
+            let Ok(id) = uuid::Uuid::parse_str(&claims.sub) else { return Ok(Introspection::inactive()) };
+            match fresh.username(id, now).await? {
+                Some(name) => Some(name),
                 None => return Ok(Introspection::inactive()),
             }
         };

@@ -72,6 +72,10 @@ impl Kind {
             Kind::Client => "client",
         }
     }
+
+    pub fn parse(kind: &str) -> Option<Kind> {
+        [Kind::Jti, Kind::Session, Kind::Subject, Kind::Client].into_iter().find(|k| k.as_str() == kind)
+    }
 }
 
 /// How far past the write a `sid`/`subject`/`client` entry reaches.

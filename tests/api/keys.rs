@@ -95,7 +95,9 @@ db_test!(async fn a_rotation_publishes_first_then_signs_and_old_tokens_keep_veri
         "new tokens must use the new key"
     );
     // The old token still verifies, online and offline.
-    assert_eq!(app.get_with_token("/auth/me", &old_token).await.status(), 200);
+    let me = app.get_with_token("/auth/me", &old_token).await;
+    let status = me.status();
+    assert_eq!(status, 200, "the old token after the rotation: {:?}", me.text().await);
     jwt::verify_with_published_jwks(&app, &old_token, "at+jwt").await;
     // A fresh next key follows automatically.
     assert!(

@@ -31,6 +31,7 @@ mod feed;
 mod first_party;
 mod health;
 mod keys;
+mod memory;
 mod nginx;
 mod oauth;
 mod oidc_client;

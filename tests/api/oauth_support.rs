@@ -222,6 +222,15 @@ pub async fn token_basic(app: &TestApp, client: &Client, form: &[(&str, &str)]) 
         .unwrap()
 }
 
+/// Tokens for "user" through the password grant of `client`.
+pub async fn password_tokens(app: &TestApp, client: &Client) -> Value {
+    let resp =
+        token_basic(app, client, &[("grant_type", "password"), ("username", "user"), ("password", PASSWORD)])
+            .await;
+    assert_eq!(resp.status(), StatusCode::OK, "password grant");
+    resp.json().await.unwrap()
+}
+
 pub async fn introspect(app: &TestApp, client: &Client, token: &str) -> Value {
     let resp = app
         .client

@@ -46,6 +46,34 @@ fn a_fresh_data_dir_and_its_sqlite_files_are_private() {
     assert!(exit.success(), "{exit:?}");
 }
 
+#[test]
+fn every_request_is_logged_without_its_query_up_to_the_last_before_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(dir.path(), &[("LATCHKEY_SHUTDOWN_DELAY", "0")]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        for i in 0..50 {
+            let url = server.url(&format!("/.well-known/jwks.json?n={i}&code=secret-code"));
+            assert_eq!(reqwest::get(url).await.unwrap().status(), 200);
+        }
+        let missing = reqwest::get(server.url("/no/such/page?code=secret-code")).await.unwrap();
+        assert_eq!(missing.status(), 404);
+    });
+    // Stopped right after its last answer: the lines still reach the log.
+    server.sigterm();
+    let (exit, log) = server.wait();
+    assert!(exit.success(), "{exit:?}");
+    let jwks = log
+        .iter()
+        .filter(|l| {
+            l.contains("method=GET") && l.contains("path=/.well-known/jwks.json ") && l.contains("status=200")
+        })
+        .count();
+    assert_eq!(jwks, 50, "{log:#?}");
+    assert!(log.iter().any(|l| l.contains("path=/no/such/page ") && l.contains("status=404")), "{log:#?}");
+    assert!(!log.iter().any(|l| l.contains("secret-code")), "a query reached the log: {log:#?}");
+}
+
 db_test!(async fn a_master_key_file_others_can_read_is_warned_about_at_start(backend) {
     // Arrange: the key in <data dir>/master.key, readable by everyone.
     let db = TestDb::new(backend).await;
