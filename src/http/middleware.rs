@@ -108,7 +108,8 @@ pub async fn access_log<E: Endpoint>(
     let method = req.method().clone();
     let started = std::time::Instant::now();
     let logged = tracing::enabled!(tracing::Level::INFO);
-    let path = logged.then(|| req.uri().path().to_owned());
+    // A 5xx is logged at `warn` even when `info` lines are filtered out.
+    let path = tracing::enabled!(tracing::Level::WARN).then(|| req.uri().path().to_owned());
     let (route, label_method) = (labels.route(req.uri().path()), RouteLabels::method(method.as_str()));
     let resp = next.call(req).await?.into_response();
     let status_code = resp.status();
