@@ -26,6 +26,15 @@
 //! at any instant (one statement moves it), and a round reads pending first,
 //! then the feed: an entry moved in between is on the feed by the second read.
 //!
+//! **What it relies on.** Revocations and bans are made through latchkey
+//! (the API, the CLI): they write deny entries, and memory follows those.
+//! An operator who bans or deletes a user with SQL alone writes none, so
+//! a replica that already knows the user's name keeps answering `active`
+//! for the user's tokens, as relying services following the feed would;
+//! go through latchkey. On PostgreSQL an entry written straight into
+//! `revocations` (not `revocations_pending`) is outside the feed's order,
+//! and memory, like any feed reader, may pass it by.
+//!
 //! What memory holds is only ever what the database says: a corrupt client
 //! row is left out (and logged), entries expire at their `expires_at`, and
 //! usernames, which never change, are kept for the users whose tokens were
@@ -70,6 +79,8 @@ pub struct Memory(Arc<Shared>);
 struct Shared {
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
+    /// How long one statement of a round may take.
+    statement_limit: Duration,
     rounds: Mutex<Rounds>,
     /// The number of the last round that ended.
     ended: watch::Sender<u64>,
@@ -100,8 +111,11 @@ struct View {
     seq: i64,
     /// Feed entries by kind, then value.
     denies: Denies,
-    /// Entries committed but not yet on the feed, as the last round saw them.
-    pending: Vec<(Kind, String, Span)>,
+    /// Entries committed but not yet on the feed, as the last round saw
+    /// them (PostgreSQL), by kind and value like the feed's.
+    pending: Denies,
+    /// Whether `pending` holds anything.
+    has_pending: bool,
     /// The `clients` counter the clients were loaded at.
     clients_version: Option<i64>,
     clients: HashMap<String, OAuthClient>,
@@ -126,6 +140,10 @@ impl Denies {
         }
     }
 
+    fn add(&mut self, kind: Kind, value: String, span: Span) {
+        self.of_mut(kind).entry(value).or_default().push(span);
+    }
+
     fn of_mut(&mut self, kind: Kind) -> &mut HashMap<String, Vec<Span>> {
         match kind {
             Kind::Jti => &mut self.jti,
@@ -138,13 +156,13 @@ impl Denies {
 
 impl View {
     fn add(&mut self, kind: Kind, value: String, span: Span) {
-        self.denies.of_mut(kind).entry(value).or_default().push(span);
+        self.denies.add(kind, value, span);
     }
 
     fn denies(&self, kind: Kind, value: &str, iat: DateTime<Utc>, now: DateTime<Utc>) -> bool {
         let applies = |s: &Span| s.expires_at > now && (kind == Kind::Jti || s.created_at >= iat);
-        self.denies.of(kind).get(value).is_some_and(|spans| spans.iter().any(applies))
-            || self.pending.iter().any(|(k, v, s)| *k == kind && v == value && applies(s))
+        let any = |d: &Denies| d.of(kind).get(value).is_some_and(|spans| spans.iter().any(applies));
+        any(&self.denies) || (self.has_pending && any(&self.pending))
     }
 
     fn sweep(&mut self, now: DateTime<Utc>) {
@@ -162,10 +180,13 @@ impl View {
 pub struct Fresh(Arc<Shared>);
 
 impl Memory {
-    pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>) -> Self {
+    /// `statement_limit` bounds each statement of a round, waiting for a
+    /// connection included.
+    pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>, statement_limit: Duration) -> Self {
         Memory(Arc::new(Shared {
             db,
             clock,
+            statement_limit,
             rounds: Mutex::new(Rounds::default()),
             ended: watch::Sender::new(0),
             view: RwLock::new(View::default()),
@@ -180,10 +201,11 @@ impl Memory {
         let shared = &self.0;
         // Subscribe before looking, so a round ending in between wakes us.
         let mut ended = shared.ended.subscribe();
-        let wanted = {
+        let (wanted, round) = {
             let mut rounds = lock(&shared.rounds);
-            if rounds.running { rounds.started + 1 } else { start(shared, &mut rounds) }
+            if rounds.running { (rounds.started + 1, None) } else { start(shared, &mut rounds) }
         };
+        spawn(round);
         loop {
             {
                 let mut rounds = lock(&shared.rounds);
@@ -195,7 +217,10 @@ impl Memory {
                         };
                     }
                     _ if !rounds.running => {
-                        start(shared, &mut rounds);
+                        let (_, round) = start(shared, &mut rounds);
+                        drop(rounds);
+                        spawn(round);
+                        continue;
                     }
                     _ => {}
                 }
@@ -211,12 +236,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Start the next round, in a task of its own: a request that gives up
-/// waiting does not stop the round the others wait for.
-fn start(shared: &Arc<Shared>, rounds: &mut Rounds) -> u64 {
+/// Mark the next round started; the caller spawns it ([`spawn`]) once it
+/// has let go of the lock.
+fn start(shared: &Arc<Shared>, rounds: &mut Rounds) -> (u64, Option<RoundEnd>) {
     rounds.started += 1;
     rounds.running = true;
-    let mut ending = RoundEnd { shared: Arc::clone(shared), number: rounds.started, outcome: None };
+    (rounds.started, Some(RoundEnd { shared: Arc::clone(shared), number: rounds.started, outcome: None }))
+}
+
+/// Run a round in a task of its own: a request that gives up waiting does
+/// not stop the round the others wait for.
+fn spawn(round_end: Option<RoundEnd>) {
+    let Some(mut ending) = round_end else { return };
     tokio::spawn(async move {
         let outcome = round(&ending.shared).await.err().map(|e| SharedFailure::of(&e));
         if let Some(failure) = &outcome {
@@ -224,7 +255,6 @@ fn start(shared: &Arc<Shared>, rounds: &mut Rounds) -> u64 {
         }
         ending.finish(outcome);
     });
-    rounds.started
 }
 
 /// Ends a round however its task ends: with its outcome, or, if the task
@@ -259,26 +289,32 @@ impl Drop for RoundEnd {
 async fn round(shared: &Shared) -> Result<()> {
     let db = &shared.db;
     let backend = db.get_database_backend();
-    let stamp = db
-        .query_one_raw(Statement::from_string(backend, STAMP))
+    let limit = shared.statement_limit;
+    let stamp = bounded(limit, async { Ok(db.query_one_raw(Statement::from_string(backend, STAMP)).await?) })
         .await?
         .ok_or_else(|| Internal(anyhow::anyhow!("the memory stamp returned no row")))?;
     let latest = stamp.try_get::<Option<i64>>("", "seq")?.unwrap_or(0);
-    let pending = stamp.try_get::<bool>("", "pending")?;
+    // SQLite writes the feed directly: its pending table stays out of it,
+    // as in `feed::is_denied`.
+    let pending = backend == DbBackend::Postgres && stamp.try_get::<bool>("", "pending")?;
     let clients_version = stamp.try_get::<Option<i64>>("", "clients")?;
     let now = shared.clock.now();
     let (held, had_pending, held_clients, sweep) = {
         let view = shared.view.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let sweep = view.swept_at.is_none_or(|t| t.elapsed() >= SWEEP_EVERY);
-        (view.seq, !view.pending.is_empty(), view.clients_version, sweep)
+        (view.seq, view.has_pending, view.clients_version, sweep)
     };
     if pending || latest > held || had_pending || sweep {
         // Pending first, then the feed (see the module docs).
-        let overlay = if pending { pending_entries(db, backend, now).await? } else { Vec::new() };
+        let overlay = if pending {
+            bounded(limit, pending_entries(db, backend, now)).await?
+        } else {
+            Denies::default()
+        };
         let mut fresh = Vec::new();
         let mut cursor = held;
         loop {
-            let page = feed::since(db, cursor, now, feed::SNAPSHOT_LIMIT).await?;
+            let page = bounded(limit, feed::since(db, cursor, now, feed::SNAPSHOT_LIMIT)).await?;
             cursor = page.cursor;
             fresh.extend(page.entries);
             if !page.more {
@@ -295,6 +331,7 @@ async fn round(shared: &Shared) -> Result<()> {
         // the stamp, and `seq` order is commit order. Entries that expired
         // unread do not hold the cursor back.
         view.seq = cursor.max(latest);
+        view.has_pending = pending;
         view.pending = overlay;
         if sweep {
             view.sweep(now);
@@ -302,7 +339,7 @@ async fn round(shared: &Shared) -> Result<()> {
         }
     }
     if clients_version != held_clients || held_clients.is_none() {
-        let clients = crate::clients::load_all(db).await?;
+        let clients = bounded(limit, crate::clients::load_all(db)).await?;
         let mut view = shared.view.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         view.clients = clients.into_iter().map(|c| (c.client_id.clone(), c)).collect();
         view.clients_version = Some(clients_version.unwrap_or(0));
@@ -310,19 +347,24 @@ async fn round(shared: &Shared) -> Result<()> {
     Ok(())
 }
 
-async fn pending_entries(
-    db: &DatabaseConnection,
-    backend: DbBackend,
-    now: DateTime<Utc>,
-) -> Result<Vec<(Kind, String, Span)>> {
+/// Fail a statement of a round that has not answered within `limit`
+/// (a connection gone silent, say): every request waits on the round, so it
+/// must end, and the next round takes another connection.
+async fn bounded<T>(limit: Duration, statement: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(limit, statement).await.unwrap_or_else(|_| {
+        Err(Internal(anyhow::anyhow!("a memory round's statement took over {} s", limit.as_secs())))
+    })
+}
+
+async fn pending_entries(db: &DatabaseConnection, backend: DbBackend, now: DateTime<Utc>) -> Result<Denies> {
     let rows = db.query_all_raw(Statement::from_string(backend, PENDING)).await?;
-    let mut entries = Vec::with_capacity(rows.len());
+    let mut entries = Denies::default();
     for row in rows {
         let kind: String = row.try_get("", "kind")?;
         let span =
             Span { created_at: row.try_get("", "created_at")?, expires_at: row.try_get("", "expires_at")? };
         if let Some(kind) = Kind::parse(&kind).filter(|_| span.expires_at > now) {
-            entries.push((kind, row.try_get("", "value")?, span));
+            entries.add(kind, row.try_get("", "value")?, span);
         }
     }
     Ok(entries)

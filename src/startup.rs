@@ -285,7 +285,11 @@ impl Application {
             token_limiter: RateLimiter::per_minute(settings.token_rate_per_ip),
             register_limiter: RateLimiter::per_hour(settings.register_rate_per_ip),
             metrics: Metrics::new().context("cannot set up metrics")?,
-            memory: crate::memory::Memory::new(db.clone(), Arc::clone(&clock)),
+            memory: crate::memory::Memory::new(
+                db.clone(),
+                Arc::clone(&clock),
+                settings.db_acquire_timeout + settings.db_statement_timeout.max(Duration::from_secs(30)),
+            ),
             refresh_codec: RefreshTokenCodec::new(&master),
             families: FamilyPolicy::from_settings(&settings),
             keyring: Arc::new(keyring),

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::OAuthError;
 use crate::clients::{AuthMethod, OAuthClient};
+use crate::crypto;
 use crate::memory::Fresh;
 
 /// What the request offered to authenticate the client.
@@ -66,6 +67,11 @@ pub fn authenticate(
         }
     };
     let Some(client) = fresh.client(client_id).filter(|c| !c.disabled) else {
+        // The same work as a wrong secret, so timing does not tell which
+        // client ids exist.
+        if let Some(secret) = secret {
+            let _ = crypto::constant_time_eq(&crypto::sha256(secret.as_bytes()), &[0; 32]);
+        }
         return Err(OAuthError::invalid_client());
     };
     let ok = client.auth_method == method
