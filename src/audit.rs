@@ -39,6 +39,16 @@ pub enum EventKind {
     PasswordChanged,
     SessionsRevoked,
     LoginThrottled,
+    /// A TOTP app, passkey or set of recovery codes was added.
+    MfaFactorAdded,
+    /// A factor was removed by its user.
+    MfaFactorRemoved,
+    /// An admin removed every factor of a user.
+    MfaFactorsReset,
+    /// A second-factor answer was wrong (code, recovery code, assertion).
+    MfaFailed,
+    /// Too many wrong second-factor answers: the user's second step is locked.
+    MfaLockedOut,
 }
 
 impl EventKind {
@@ -66,6 +76,11 @@ impl EventKind {
             EventKind::PasswordChanged => "password_changed",
             EventKind::SessionsRevoked => "sessions_revoked",
             EventKind::LoginThrottled => "login_throttled",
+            EventKind::MfaFactorAdded => "mfa_factor_added",
+            EventKind::MfaFactorRemoved => "mfa_factor_removed",
+            EventKind::MfaFactorsReset => "mfa_factors_reset",
+            EventKind::MfaFailed => "mfa_failed",
+            EventKind::MfaLockedOut => "mfa_locked_out",
         }
     }
 }

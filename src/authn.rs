@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::audit::{self, Event, EventKind};
 use crate::config::SigningAlg;
 use crate::error::Internal;
+use crate::mfa::{self, Amr};
 use crate::passwords::{HashError, Password, Verification};
 use crate::refresh::{self, NewFamily, Origin, RefreshError};
 use crate::revocation::{self, cut_off};
@@ -63,6 +64,14 @@ pub enum LoginError {
     RateLimited { retry_after: u64 },
     #[error("the scope {0} is not available to this account")]
     ScopeNotAllowed(String),
+    /// The password was right and the user has second factors: answer
+    /// this challenge (`mfa_required`).
+    #[error("a second factor is required to complete this sign-in")]
+    MfaRequired(Box<mfa::flow::Challenge>),
+    /// The client (or, outside latchkey's own sign-in, the user's role)
+    /// requires a second factor and the user has none yet.
+    #[error("a second factor is required; enrol one first (a TOTP app or a passkey)")]
+    MfaEnrolmentRequired,
     #[error(transparent)]
     Internal(#[from] Internal),
 }
@@ -168,6 +177,13 @@ pub struct SessionRequest {
     pub family_id: Option<Uuid>,
     /// Use this `jti` for the access token (reserved beforehand by the code grant).
     pub access_jti: Option<String>,
+    /// How the user authenticated (RFC 8176).
+    pub amr: Amr,
+    /// The client accepts only sign-ins with a second factor.
+    pub require_mfa: bool,
+    /// First-party logins: the refresh token goes into a cookie (kept
+    /// across a second step).
+    pub cookie: bool,
 }
 
 impl SessionRequest {
@@ -182,6 +198,40 @@ impl SessionRequest {
             with_refresh: true,
             family_id: None,
             access_jti: None,
+            amr: Amr::password(),
+            require_mfa: false,
+            cookie: false,
+        }
+    }
+
+    /// What a second step needs to start this session afterwards.
+    pub fn pending(&self) -> mfa::flow::Pending {
+        mfa::flow::Pending {
+            scope: self.scope.to_string(),
+            nonce: self.nonce.clone(),
+            id_token_alg: self.id_token_alg.as_str().to_owned(),
+            with_refresh: self.with_refresh,
+            amr: self.amr.to_stored(),
+            cookie: self.cookie,
+            webauthn: None,
+        }
+    }
+
+    /// The session a verified second step starts.
+    pub fn after_second_step(client_id: &str, verified: &mfa::flow::Verified, now: DateTime<Utc>) -> Self {
+        let p = &verified.pending;
+        SessionRequest {
+            client_id: client_id.to_owned(),
+            scope: ScopeSet::from_stored(&p.scope),
+            auth_time: now,
+            nonce: p.nonce.clone(),
+            id_token_alg: p.id_token_alg.parse().unwrap_or(SigningAlg::Rs256),
+            with_refresh: p.with_refresh,
+            family_id: None,
+            access_jti: None,
+            amr: verified.amr.clone(),
+            require_mfa: false,
+            cookie: p.cookie,
         }
     }
 }
@@ -200,11 +250,67 @@ pub async fn login(
     {
         return Err(LoginError::ScopeNotAllowed(ADMIN_SCOPE.to_owned()));
     }
+    session.amr = Amr::password();
+    let step =
+        mfa::flow::second_step(state, &user, &session.client_id, session.require_mfa, session.pending())
+            .await?;
     let now = state.now();
     session.auth_time = now;
+    match step {
+        mfa::flow::SecondStep::Required(challenge) => {
+            state.metrics.login("mfa_required");
+            return Err(LoginError::MfaRequired(challenge));
+        }
+        mfa::flow::SecondStep::EnrolFirst => {
+            // latchkey's own sign-in lets a user whose role requires a
+            // second factor in far enough to enrol one; nothing more.
+            if session.client_id != FIRST_PARTY_CLIENT_ID || session.require_mfa {
+                return Err(LoginError::MfaEnrolmentRequired);
+            }
+            let grant = enrolment_token(state, &user, now)?;
+            return Ok((user, grant));
+        }
+        mfa::flow::SecondStep::NotNeeded => {}
+    }
     let grant = start_session(state, origin, &user, session, now).await?;
     state.metrics.issued("password");
     Ok((user, grant))
+}
+
+/// A token that can only enrol a second factor: scope
+/// [`mfa::ENROL_SCOPE`], `aud` = the issuer (no relying service accepts
+/// it), no refresh token, no session.
+fn enrolment_token(state: &AppState, user: &User, now: DateTime<Utc>) -> Result<TokenGrant, Internal> {
+    let scope = ScopeSet::from_stored(mfa::ENROL_SCOPE);
+    sign_for_user(
+        state,
+        user,
+        &SignRequest {
+            client_id: FIRST_PARTY_CLIENT_ID,
+            scope: &scope,
+            auth_time: now,
+            family_id: None,
+            nonce: None,
+            id_token_alg: SigningAlg::Rs256,
+            jti: None,
+            amr: &Amr::password(),
+        },
+        now,
+    )
+}
+
+/// Finish a sign-in whose second step was verified: start its session.
+pub async fn complete_second_step(
+    state: &AppState,
+    origin: &Origin,
+    client_id: &str,
+    verified: &mfa::flow::Verified,
+) -> Result<TokenGrant, Internal> {
+    let now = state.now();
+    let session = SessionRequest::after_second_step(client_id, verified, now);
+    let grant = start_session(state, origin, &verified.user, session, now).await?;
+    state.metrics.issued("mfa");
+    Ok(grant)
 }
 
 /// Start a session for an authenticated user: a refresh family if asked for,
@@ -223,6 +329,7 @@ pub async fn start_session(
             client_id: session.client_id.clone(),
             scope: session.scope.to_string(),
             auth_time: session.auth_time,
+            amr: session.amr.clone(),
             origin: origin.clone(),
         };
         let (family, token, overflow) =
@@ -248,6 +355,7 @@ pub async fn start_session(
             nonce: session.nonce,
             id_token_alg: session.id_token_alg,
             jti: session.access_jti,
+            amr: &session.amr,
         },
         now,
     )?;
@@ -274,6 +382,7 @@ struct SignRequest<'a> {
     nonce: Option<String>,
     id_token_alg: SigningAlg,
     jti: Option<String>,
+    amr: &'a Amr,
 }
 
 fn sign_for_user(
@@ -284,7 +393,8 @@ fn sign_for_user(
 ) -> Result<TokenGrant, Internal> {
     // A user who lost the admin role loses the admin scope at the next refresh.
     let scope = if user.is_admin() { req.scope.clone() } else { req.scope.without(ADMIN_SCOPE) };
-    let audience = scope.contains(ADMIN_SCOPE).then(|| state.issuer().to_owned());
+    let audience =
+        (scope.contains(ADMIN_SCOPE) || scope.contains(mfa::ENROL_SCOPE)).then(|| state.issuer().to_owned());
     let req = &SignRequest { scope: &scope, ..req.clone() };
     let access = tokens::issue_access(
         &state.keyring,
@@ -299,6 +409,7 @@ fn sign_for_user(
             session_id: req.family_id.map(|f| f.to_string()),
             jti: req.jti.clone(),
             audience,
+            amr: Some(req.amr.clone()),
         },
     )?;
     let id_token = if req.scope.contains("openid") {
@@ -308,7 +419,12 @@ fn sign_for_user(
             auth_time: Some(req.auth_time),
             nonce: req.nonce.clone(),
             access_token: Some(access.token.clone()),
-            extra: profile_claims(user, req.scope),
+            extra: {
+                let mut extra = profile_claims(user, req.scope);
+                extra.insert("amr".into(), req.amr.values().into());
+                extra.insert("acr".into(), req.amr.acr().into());
+                extra
+            },
         };
         Some(tokens::issue_id_token(&state.keyring, &state.tokens, now, req.id_token_alg, &claims)?)
     } else {
@@ -460,6 +576,7 @@ pub async fn refresh(
             nonce: None,
             id_token_alg,
             jti: None,
+            amr: &family.amr,
         },
         now,
     )?;
@@ -542,6 +659,7 @@ pub struct KeptSession {
     pub family_id: Option<Uuid>,
     pub scope: ScopeSet,
     pub auth_time: DateTime<Utc>,
+    pub amr: Amr,
 }
 
 /// What a password change did. Not `Debug`: it holds a token.
@@ -634,6 +752,7 @@ pub async fn change_password(
             nonce: None,
             id_token_alg: SigningAlg::Rs256,
             jti: None,
+            amr: &keep.amr,
         },
         issued_at,
     )?;
@@ -653,6 +772,9 @@ pub struct Principal {
     pub claims: AccessClaims,
     /// The user, for user tokens; `None` for client-credentials tokens.
     pub user: Option<User>,
+    /// Admin-scope tokens only: the user has a second factor, so the
+    /// token must show one (`amr` has `mfa`).
+    pub mfa_enrolled: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -676,12 +798,15 @@ pub async fn authenticate_bearer(state: &AppState, token: &str) -> Result<Princi
         return Err(BearerError::Revoked);
     }
     if claims.is_client_token() {
-        return Ok(Principal { claims, user: None });
+        return Ok(Principal { claims, user: None, mfa_enrolled: false });
     }
     let user_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::Malformed)?;
     let user = users::find(&state.db, user_id)
         .await?
         .filter(|u| u.can_authenticate(now))
         .ok_or(BearerError::AccountUnavailable)?;
-    Ok(Principal { claims, user: Some(user) })
+    // One query, for admin tokens only.
+    let mfa_enrolled =
+        claims.scopes().any(|s| s == ADMIN_SCOPE) && mfa::repo::has_any(&state.db, user.id).await?;
+    Ok(Principal { claims, user: Some(user), mfa_enrolled })
 }

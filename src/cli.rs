@@ -70,6 +70,9 @@ pub enum ClientsCommand {
         /// confidential client go without it (never a public client).
         #[arg(long = "require-pkce", value_name = "BOOL")]
         require_pkce: Option<bool>,
+        /// true: tokens only for sign-ins with a second factor (default false).
+        #[arg(long = "require-mfa", value_name = "BOOL")]
+        require_mfa: Option<bool>,
     },
 }
 
@@ -128,6 +131,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             scope,
             auth_method,
             require_pkce,
+            require_mfa,
         }) => {
             let db = startup::connect(&settings).await?;
             startup::prepare_schema(&db, &settings).await?;
@@ -140,6 +144,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 token_endpoint_auth_method: auth_method,
                 id_token_signed_response_alg: None,
                 require_pkce,
+                require_mfa,
             };
             let (client, secret) =
                 clients::create(&db, clock.now(), meta, &clients::id_token_algs(settings.signing_alg))

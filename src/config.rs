@@ -340,6 +340,15 @@ pub struct Settings {
     /// how long a locked username and address pair stays locked, seconds
     #[arg(long, default_value = "900", value_parser = seconds(1, DAY))]
     pub lockout_duration: Duration,
+    /// comma-separated roles whose users must have a second factor: until they enrol one, signing in gives them only a token that can enrol (`latchkey:mfa_enrol`); see [Second factors](#second-factors-and-passkeys)
+    #[arg(long, default_value = "", value_parser = role_list)]
+    pub mfa_required_roles: ::std::vec::Vec<String>,
+    /// adding or removing a second factor needs a sign-in at most this many seconds old
+    #[arg(long = "mfa-reauth-window", default_value = "300", value_parser = seconds(30, DAY))]
+    pub mfa_reauth_window: Duration,
+    /// second-factor answers per minute per client address, in bursts of as many (0: unlimited); per user, 5 wrong answers in 15 minutes lock the second step for 15 minutes on every replica
+    #[arg(long, default_value = "30", value_parser = integer::<u32>(0, u64::from(u32::MAX)))]
+    pub mfa_rate_per_ip: u32,
     /// how often the purge job deletes dead rows, seconds
     #[arg(long, default_value = "3600", value_parser = seconds(1, DAY))]
     pub purge_interval: Duration,
@@ -584,6 +593,7 @@ impl Settings {
         s.login_rate_per_ip = 0;
         s.token_rate_per_ip = 0;
         s.register_rate_per_ip = 0;
+        s.mfa_rate_per_ip = 0;
         s.username_failure_rate = 0;
         s.lockout_threshold = 0;
         // Tests stop servers often: no load balancer to wait for.
@@ -701,6 +711,18 @@ fn audience(text: &str) -> Result<String, String> {
         return Err("must be a non-empty string without spaces".into());
     }
     Ok(text.to_owned())
+}
+
+fn role_list(text: &str) -> Result<Vec<String>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            crate::users::Role::parse(s)
+                .map(|r| r.as_str().to_owned())
+                .map_err(|_| format!("{s:?} is not a role name"))
+        })
+        .collect()
 }
 
 fn scopes(text: &str) -> Result<ScopeSet, String> {

@@ -40,6 +40,8 @@ pub mod keys;
 pub mod memory;
 /// Prometheus metrics.
 pub mod metrics;
+/// Second factors: TOTP, passkeys, recovery codes, and what a sign-in proved (`amr`).
+pub mod mfa;
 /// OAuth 2.0 / OpenID Connect protocol: grants, codes, PKCE, revocation, introspection.
 pub mod oauth;
 /// argon2id hashing behind a bounded semaphore.

@@ -17,6 +17,7 @@ use crate::admin::AdminError;
 use crate::authn::{BearerError, LoginError, PasswordChangeError, RefreshFlowError};
 use crate::clients::ClientError;
 use crate::error::Internal;
+use crate::mfa::flow::MfaError;
 use crate::oauth::ErrorCode;
 use crate::passwords::HashError;
 use crate::refresh::RefreshError;
@@ -129,7 +130,44 @@ impl From<LoginError> for Problem {
             LoginError::ScopeNotAllowed(_) => {
                 Problem::new(Class::Invalid, "invalid_scope", message).oauth(ErrorCode::InvalidScope)
             }
+            LoginError::MfaRequired(_) => {
+                Problem::new(Class::Unauthenticated, "mfa_required", message).oauth(ErrorCode::MfaRequired)
+            }
+            LoginError::MfaEnrolmentRequired => {
+                Problem::new(Class::Forbidden, "mfa_enrolment_required", message)
+                    .oauth(ErrorCode::MfaEnrolmentRequired)
+            }
             LoginError::Internal(i) => Problem::internal(i),
+        }
+    }
+}
+
+/// The second step of a sign-in, and second-factor enrolment.
+impl From<MfaError> for Problem {
+    fn from(e: MfaError) -> Self {
+        let message = e.to_string();
+        match e {
+            MfaError::InvalidTicket => Problem::new(Class::Unauthenticated, "invalid_mfa_token", message),
+            MfaError::WrongAnswer => Problem::new(Class::Unauthenticated, "invalid_second_factor", message),
+            MfaError::NotOffered => Problem::new(Class::Invalid, "factor_not_available", message),
+            MfaError::Locked { retry_after } => {
+                Problem::new(Class::Throttled { retry_after }, "mfa_locked", message)
+            }
+            MfaError::RateLimited { retry_after } => {
+                Problem::new(Class::Throttled { retry_after }, "rate_limited", message)
+            }
+            MfaError::AccountUnavailable => Problem::new(Class::Forbidden, "account_unavailable", message),
+            MfaError::PasskeysUnavailable(_) => Problem::new(Class::Invalid, "passkeys_unavailable", message),
+            MfaError::Invalid(_) => Problem::new(Class::Invalid, "validation_failed", message),
+            MfaError::ReauthenticationRequired(_) => {
+                Problem::new(Class::Forbidden, "reauthentication_required", message)
+            }
+            MfaError::TotpExists | MfaError::PasskeyExists => {
+                Problem::new(Class::Conflict, "factor_exists", message)
+            }
+            MfaError::NotFound => Problem::new(Class::NotFound, "not_found", message),
+            MfaError::NoFactor => Problem::new(Class::Invalid, "no_factor", message),
+            MfaError::Internal(i) => Problem::internal(i),
         }
     }
 }

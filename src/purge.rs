@@ -19,8 +19,8 @@ use sea_orm::sea_query::SimpleExpr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, QueryFilter, QuerySelect};
 
 use crate::entities::{
-    audit_events, authorization_codes, browser_sessions, invitations, refresh_families, revocations,
-    signing_keys,
+    audit_events, authorization_codes, browser_sessions, invitations, mfa_ceremonies, refresh_families,
+    revocations, signing_keys, user_factors,
 };
 use crate::error::Result;
 use crate::oauth::codes::REUSE_WINDOW;
@@ -42,6 +42,9 @@ pub struct PurgeReport {
     pub codes: u64,
     pub browser_sessions: u64,
     pub invitations: u64,
+    /// Second-factor ceremonies (`mfa_token`s, WebAuthn challenges) past
+    /// their expiry, and TOTP secrets handed out but never confirmed.
+    pub mfa_ceremonies: u64,
     pub revocations: u64,
     pub audit_events: u64,
     pub signing_keys: u64,
@@ -113,6 +116,20 @@ pub async fn run(
         invitations::Column::ExpiresAt.lt(now),
     )
     .await?;
+    let mfa_ceremonies = delete_in_batches::<mfa_ceremonies::Entity, _, Vec<u8>>(
+        db,
+        mfa_ceremonies::Column::IdHash,
+        mfa_ceremonies::Column::ExpiresAt.lt(now),
+    )
+    .await?
+        + delete_in_batches::<user_factors::Entity, _, uuid::Uuid>(
+            db,
+            user_factors::Column::Id,
+            user_factors::Column::Confirmed
+                .eq(false)
+                .and(user_factors::Column::CreatedAt.lt(now - crate::mfa::ceremonies::TTL * 12)),
+        )
+        .await?;
     let revocations = delete_in_batches::<revocations::Entity, _, i64>(
         db,
         revocations::Column::Seq,
@@ -136,6 +153,7 @@ pub async fn run(
         codes,
         browser_sessions,
         invitations,
+        mfa_ceremonies,
         revocations,
         audit_events,
         signing_keys,

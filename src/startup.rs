@@ -280,8 +280,14 @@ impl Application {
             lockout_threshold: settings.lockout_threshold,
             lockout: crate::clock::delta(settings.lockout_duration),
         });
+        let webauthn = crate::mfa::passkeys::relying_party(&tokens.issuer);
+        if let Err(why) = &webauthn {
+            tracing::info!(%why, "passkeys are off");
+        }
         let state = AppState::new(Inner {
             login_guard,
+            mfa_limiter: RateLimiter::per_minute(settings.mfa_rate_per_ip),
+            webauthn,
             token_limiter: RateLimiter::per_minute(settings.token_rate_per_ip),
             register_limiter: RateLimiter::per_hour(settings.register_rate_per_ip),
             metrics: Metrics::new().context("cannot set up metrics")?,

@@ -38,6 +38,10 @@ pub struct Inner {
     pub token_limiter: RateLimiter,
     /// `POST /auth/register`, per address.
     pub register_limiter: RateLimiter,
+    /// Second-factor answers and passkey sign-ins, per address.
+    pub mfa_limiter: RateLimiter,
+    /// The WebAuthn relying party (the issuer's host), or why passkeys are off.
+    pub webauthn: Result<webauthn_rs::Webauthn, String>,
     pub metrics: Metrics,
     /// Clients and the deny list, kept current by one shared read per request.
     pub memory: crate::memory::Memory,

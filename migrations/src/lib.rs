@@ -25,6 +25,7 @@ mod m20261130_000002_add_refresh_families_last_context;
 mod m20261130_000003_create_invitations;
 mod m20261130_000004_create_revocations_pending;
 mod m20261201_000001_create_change_counters;
+mod m20261201_000002_create_second_factors;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000003_create_invitations::Migration),
             Box::new(m20261130_000004_create_revocations_pending::Migration),
             Box::new(m20261201_000001_create_change_counters::Migration),
+            Box::new(m20261201_000002_create_second_factors::Migration),
         ]
     }
 }

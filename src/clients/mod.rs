@@ -112,6 +112,8 @@ pub struct OAuthClient {
     pub id_token_signed_response_alg: Option<SigningAlg>,
     /// As registered; see [`OAuthClient::requires_pkce`] for what applies.
     pub require_pkce: bool,
+    /// Only sign-ins with a second factor may get tokens (`amr` has `mfa`).
+    pub require_mfa: bool,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -132,7 +134,7 @@ impl OAuthClient {
         let grants =
             |c: &OAuthClient| -> Value { c.grant_types.iter().map(|g| Value::from(g.as_str())).collect() };
         type Field = fn(&OAuthClient) -> Value;
-        let fields: [(&str, Field); 9] = [
+        let fields: [(&str, Field); 10] = [
             ("client_name", |c| c.client_name.clone().into()),
             ("redirect_uris", uris),
             ("grant_types", grants),
@@ -141,6 +143,7 @@ impl OAuthClient {
             ("token_endpoint_auth_method", |c| c.auth_method.as_str().into()),
             ("id_token_signed_response_alg", |c| c.id_token_signed_response_alg.map(|a| a.as_str()).into()),
             ("require_pkce", |c| c.requires_pkce().into()),
+            ("require_mfa", |c| c.require_mfa.into()),
             ("disabled", |c| c.disabled.into()),
         ];
         let mut changes = serde_json::Map::new();
@@ -219,6 +222,7 @@ impl TryFrom<clients::Model> for OAuthClient {
             client_id: m.client_id,
             client_name: m.client_name,
             require_pkce: m.require_pkce,
+            require_mfa: m.require_mfa,
             disabled: m.disabled,
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -243,6 +247,9 @@ pub struct ClientMetadata {
     /// latchkey's own: `false` lets a confidential client use the code
     /// flow without PKCE (default `true`).
     pub require_pkce: Option<bool>,
+    /// latchkey's own: `true` gives this client tokens only for sign-ins
+    /// with a second factor (default `false`).
+    pub require_mfa: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +276,7 @@ struct Validated {
     auth_method: AuthMethod,
     id_token_alg: Option<SigningAlg>,
     require_pkce: bool,
+    require_mfa: bool,
 }
 
 /// Scopes with this prefix are latchkey's own permissions.
@@ -394,6 +402,7 @@ fn validate(
              require_pkce cannot be false"
             .into()));
     }
+    let require_mfa = meta.require_mfa.or(current.map(|c| c.require_mfa)).unwrap_or(false);
     Ok(Validated {
         client_name,
         redirect_uris,
@@ -403,6 +412,7 @@ fn validate(
         auth_method,
         id_token_alg,
         require_pkce,
+        require_mfa,
     })
 }
 
@@ -453,6 +463,7 @@ pub async fn create(
         scope: v.scope.to_string(),
         id_token_signed_response_alg: v.id_token_alg.map(|a| a.as_str().to_owned()),
         require_pkce: v.require_pkce,
+        require_mfa: v.require_mfa,
         disabled: false,
         created_at: now,
         updated_at: now,
@@ -534,6 +545,7 @@ pub async fn update(
         scope: v.scope.to_string(),
         id_token_signed_response_alg: v.id_token_alg.map(|a| a.as_str().to_owned()),
         require_pkce: v.require_pkce,
+        require_mfa: v.require_mfa,
         disabled: disabled.unwrap_or(current.disabled),
         created_at: current.created_at,
         updated_at: now,
@@ -627,6 +639,7 @@ mod tests {
             scope: scope.into(),
             id_token_signed_response_alg: None,
             require_pkce: true,
+            require_mfa: false,
             disabled: false,
             created_at: now,
             updated_at: now,

@@ -23,6 +23,8 @@ pub struct Model {
     pub family_id: Option<Uuid>,
     pub access_jti: Option<String>,
     pub access_expires_at: Option<DateTimeUtc>,
+    /// How the session was authenticated: RFC 8176 `amr` values, space-separated.
+    pub amr: Option<String>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -14,6 +14,8 @@ pub struct Model {
     pub revoked_at: Option<DateTimeUtc>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// How the session was authenticated: RFC 8176 `amr` values, space-separated.
+    pub amr: Option<String>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -21,6 +21,8 @@ pub struct Model {
     pub disabled: bool,
     /// The code flow needs PKCE (always, for public clients).
     pub require_pkce: bool,
+    /// Accept only sign-ins with a second factor (`amr` has `mfa`).
+    pub require_mfa: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

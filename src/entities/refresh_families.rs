@@ -26,6 +26,8 @@ pub struct Model {
     pub last_ip: Option<String>,
     /// User agent of the last refresh; null until the first one (then `user_agent` counts).
     pub last_user_agent: Option<String>,
+    /// How the session was authenticated: RFC 8176 `amr` values, space-separated.
+    pub amr: Option<String>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

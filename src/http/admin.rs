@@ -50,6 +50,9 @@ pub struct ClientRegistration {
     /// legacy confidential client go without it. Public clients always
     /// need it.
     pub require_pkce: Option<bool>,
+    /// Give this client tokens only for sign-ins with a second factor
+    /// (`amr` has `mfa`). Default `false`.
+    pub require_mfa: Option<bool>,
 }
 
 /// A partial update: fields left out keep their value.
@@ -66,6 +69,8 @@ pub struct ClientUpdate {
     /// `false` lets a legacy confidential client use the code flow without
     /// PKCE; never for a public client.
     pub require_pkce: Option<bool>,
+    /// Tokens only for sign-ins with a second factor.
+    pub require_mfa: Option<bool>,
     /// A disabled client cannot authenticate or start authorizations.
     pub disabled: Option<bool>,
 }
@@ -92,6 +97,8 @@ pub struct ClientView {
     pub id_token_signed_response_alg: Option<String>,
     /// The code flow needs PKCE (always `true` for a public client).
     pub require_pkce: bool,
+    /// Tokens only for sign-ins with a second factor (`amr` has `mfa`).
+    pub require_mfa: bool,
     pub disabled: bool,
     /// Until then, the secret before the last rotation still works.
     #[oai(skip_serializing_if_is_none)]
@@ -113,6 +120,7 @@ impl ClientView {
             token_endpoint_auth_method: c.auth_method.as_str().to_owned(),
             id_token_signed_response_alg: c.id_token_signed_response_alg.map(|a| a.as_str().to_owned()),
             require_pkce: c.requires_pkce(),
+            require_mfa: c.require_mfa,
             disabled: c.disabled,
             previous_secret_expires_at: c.previous_secret_expires_at().filter(|t| *t > now),
         }
@@ -242,6 +250,15 @@ pub struct SessionsEnded {
     pub revoked: u64,
 }
 
+/// What resetting a user's second factors did.
+#[derive(Object, Debug)]
+pub struct MfaReset {
+    /// TOTP apps and passkeys removed (recovery codes go with them).
+    pub factors_removed: u64,
+    /// Sessions (refresh families) ended.
+    pub sessions_ended: u64,
+}
+
 /// Criteria for bulk revocation; every given one must match.
 #[derive(Object, Debug)]
 #[oai(skip_serializing_if_is_none, deny_unknown_fields)]
@@ -348,6 +365,7 @@ impl AdminApi {
             token_endpoint_auth_method: r.token_endpoint_auth_method,
             id_token_signed_response_alg: r.id_token_signed_response_alg,
             require_pkce: r.require_pkce,
+            require_mfa: r.require_mfa,
         };
         let now = state.now();
         let algs = clients::id_token_algs(state.settings.signing_alg);
@@ -407,6 +425,7 @@ impl AdminApi {
             token_endpoint_auth_method: u.token_endpoint_auth_method,
             id_token_signed_response_alg: u.id_token_signed_response_alg,
             require_pkce: u.require_pkce,
+            require_mfa: u.require_mfa,
         };
         let (client, secret) =
             crate::admin::update_client(&state, &origin.0, admin.id, &client_id.0, meta, u.disabled).await?;
@@ -626,6 +645,25 @@ impl AdminUsersApi {
         let actor = auth.user_manager(&state).await?;
         let user = crate::admin::unban_user(&state, &origin.0, &actor, id.0).await?;
         Ok(AdminOk::Ok(Json(UserView::new(&user, state.now()))))
+    }
+
+    /// Remove every second factor of a user (a lost phone or security
+    /// key), with their recovery codes; every session of the user ends.
+    ///
+    /// Admins only. Audited as `mfa_factors_reset`. The user then signs in
+    /// with the password alone (or, with a role in
+    /// `LATCHKEY_MFA_REQUIRED_ROLES`, enrols again first).
+    #[oai(path = "/users/:id/mfa", method = "delete", operation_id = "resetUserMfa")]
+    async fn reset_mfa(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        origin: ClientOrigin,
+        id: Path<Uuid>,
+    ) -> Result<AdminOk<MfaReset>, ApiError> {
+        let admin = auth.admin(&state)?;
+        let (removed, ended) = crate::mfa::flow::admin_reset(&state, &origin.0, admin.id, id.0).await?;
+        Ok(AdminOk::Ok(Json(MfaReset { factors_removed: removed, sessions_ended: ended })))
     }
 
     /// A user's live sessions.

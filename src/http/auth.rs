@@ -320,7 +320,7 @@ pub struct AuthApi;
 
 /// The scope of a password login: what was asked, within the user scopes
 /// (plus the admin scope, which the login then checks against the account).
-fn login_scope(state: &AppState, requested: Option<&str>) -> Result<ScopeSet, ApiError> {
+pub(crate) fn login_scope(state: &AppState, requested: Option<&str>) -> Result<ScopeSet, ApiError> {
     let allowed = &state.settings.user_scopes;
     match requested {
         None => Ok(allowed.without("openid")),
@@ -340,7 +340,7 @@ fn login_scope(state: &AppState, requested: Option<&str>) -> Result<ScopeSet, Ap
 
 /// The token response in the requested delivery: in cookie mode the refresh
 /// token moves from the body into `Set-Cookie`.
-fn deliver(state: &AppState, delivery: TokenDelivery, grant: TokenGrant) -> Tokens {
+pub(crate) fn deliver(state: &AppState, delivery: TokenDelivery, grant: TokenGrant) -> Tokens {
     let mut body = TokenResponse::from(grant);
     let cookie = match delivery {
         TokenDelivery::Body => None,
@@ -457,6 +457,14 @@ impl AuthApi {
     /// Starts a new session (refresh family). Unknown user and wrong password
     /// give the same answer in the same time. With `token_delivery: cookie`
     /// the refresh token is set as a cookie instead of returned.
+    ///
+    /// A user with a second factor gets `401` with `error: mfa_required`,
+    /// an `mfa_token` (single use, 5 minutes), the `factors` on offer and,
+    /// for passkeys, the `webauthn` options; finish with
+    /// `POST /auth/login/mfa`. A user whose role is in
+    /// `LATCHKEY_MFA_REQUIRED_ROLES` and who has no factor yet gets a token
+    /// with only the scope `latchkey:mfa_enrol` (no refresh token), which
+    /// only the `/auth/mfa/*` endpoints accept.
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
@@ -480,9 +488,13 @@ impl AuthApi {
                 "the admin scope is not available in cookie mode; use body mode",
             ));
         }
-        let session = SessionRequest::first_party(scope, state.now());
-        let (_, grant) = authn::login(&state, &origin.0, &req.username, &password, session).await?;
-        Ok(deliver(&state, delivery, grant))
+        let mut session = SessionRequest::first_party(scope, state.now());
+        session.cookie = delivery == TokenDelivery::Cookie;
+        match authn::login(&state, &origin.0, &req.username, &password, session).await {
+            Ok((_, grant)) => Ok(deliver(&state, delivery, grant)),
+            Err(authn::LoginError::MfaRequired(challenge)) => Err(ApiError::mfa_required(&challenge)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Exchange a refresh token for new tokens.
@@ -582,6 +594,7 @@ impl AuthApi {
                 .auth_time
                 .and_then(|t| DateTime::from_timestamp(t, 0))
                 .unwrap_or_else(|| state.now()),
+            amr: crate::mfa::Amr::from_claim(claims.amr.as_deref()),
         };
         match authn::change_password(&state, &origin.0, user, keep, &current, &new).await {
             Ok(done) => Ok(PasswordChangeResponse::Ok(Json(PasswordChanged {

@@ -125,6 +125,7 @@ pub struct AuthorizeForm {
     pub code_challenge: Option<String>,
     pub code_challenge_method: Option<String>,
     pub max_age: Option<String>,
+    pub acr_values: Option<String>,
     pub csrf_token: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
@@ -222,6 +223,7 @@ fn hidden_fields(req: &AuthorizationRequest) -> String {
         ("code_challenge", &req.code_challenge),
         ("code_challenge_method", &req.code_challenge_method),
         ("max_age", &req.max_age),
+        ("acr_values", &req.acr_values),
     ];
     fields.iter().filter_map(|(name, value)| value.as_deref().map(|v| html::hidden(name, v))).collect()
 }
@@ -336,6 +338,7 @@ impl AuthorizeApi {
         prompt: Query<Option<String>>,
         max_age: Query<Option<String>>,
         login_hint: Query<Option<String>>,
+        acr_values: Query<Option<String>>,
     ) -> AuthorizeResponse {
         let auth = AuthorizationRequest {
             response_type: response_type.0,
@@ -349,6 +352,7 @@ impl AuthorizeApi {
             prompt: prompt.0,
             max_age: max_age.0,
             login_hint: login_hint.0,
+            acr_values: acr_values.0,
         };
         let v = match authorize::validate(&state.db, &auth).await {
             Ok(v) => v,
@@ -394,6 +398,7 @@ impl AuthorizeApi {
             max_age: form.max_age,
             // Shown again in the form after a failed attempt.
             login_hint: form.username.clone(),
+            acr_values: form.acr_values,
         };
         let v = match authorize::validate(&state.db, &auth).await {
             Ok(v) => v,

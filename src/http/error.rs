@@ -37,11 +37,42 @@ pub struct ErrorBody {
     pub error: String,
     /// A human-readable explanation. Never contains secrets or internals.
     pub error_description: String,
+    /// `mfa_required` only: the ticket for the second step. Single use,
+    /// valid for `mfa_token_expires_in` seconds, only for the client that
+    /// signed in (`/auth/login/mfa` for latchkey's own sign-in; the token
+    /// endpoint's `urn:latchkey:grant-type:mfa` for others).
+    pub mfa_token: Option<String>,
+    pub mfa_token_expires_in: Option<u64>,
+    /// `mfa_required` only: the answers on offer: `totp`, `passkey`,
+    /// `recovery_code`.
+    pub factors: Option<Vec<String>>,
+    /// `mfa_required` with `passkey` on offer: the WebAuthn request options
+    /// (`{"publicKey": {...}}`, binary members base64url) to pass to
+    /// `navigator.credentials.get`.
+    pub webauthn: Option<serde_json::Value>,
 }
 
 impl ErrorBody {
     pub fn new(error: impl Into<String>, description: impl Into<String>) -> Self {
-        ErrorBody { error: error.into(), error_description: description.into() }
+        ErrorBody {
+            error: error.into(),
+            error_description: description.into(),
+            mfa_token: None,
+            mfa_token_expires_in: None,
+            factors: None,
+            webauthn: None,
+        }
+    }
+
+    /// An `mfa_required` body carrying its challenge.
+    pub fn mfa_required(error: &str, description: &str, c: &crate::mfa::flow::Challenge) -> Self {
+        ErrorBody {
+            mfa_token: Some(c.mfa_token.clone()),
+            mfa_token_expires_in: Some(c.expires_in),
+            factors: Some(c.factors.clone()),
+            webauthn: c.webauthn.as_ref().and_then(|w| serde_json::to_value(w).ok()),
+            ..ErrorBody::new(error, description)
+        }
     }
 }
 
@@ -105,6 +136,15 @@ impl ApiError {
 
     pub fn validation(description: impl ToString) -> Self {
         Self::bad_request("validation_failed", description.to_string())
+    }
+
+    /// `/auth/login`'s 401 `mfa_required`, with its challenge.
+    pub fn mfa_required(challenge: &crate::mfa::flow::Challenge) -> Self {
+        let description = "a second factor is required to complete this sign-in";
+        ApiError::Unauthorized(
+            Json(ErrorBody::mfa_required("mfa_required", description, challenge)),
+            bearer_challenge(None),
+        )
     }
 
     pub fn unauthorized(code: &str, description: &str) -> Self {
@@ -217,6 +257,7 @@ api_error_via_problem!(
     AdminError,
     ClientError,
     InvitationError,
+    crate::mfa::flow::MfaError,
 );
 
 /// The code and status for an error raised before any handler ran.
@@ -335,6 +376,13 @@ pub enum OAuthErrorResponse {
     /// `invalid_client`: client authentication failed.
     #[oai(status = 401)]
     InvalidClient(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `mfa_required` (password grant): the password was right and the
+    /// user has a second factor; the body carries `mfa_token`, `factors`
+    /// and, for passkeys, `webauthn`. Answer with
+    /// `grant_type=urn:latchkey:grant-type:mfa`. `mfa_enrolment_required`:
+    /// the client requires a second factor the user has not enrolled.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
     /// Too many requests; retry after the given number of seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
@@ -349,7 +397,10 @@ pub enum OAuthErrorResponse {
 impl From<crate::oauth::OAuthError> for OAuthErrorResponse {
     fn from(e: crate::oauth::OAuthError) -> Self {
         use crate::oauth::ErrorCode;
-        let body = Json(ErrorBody::new(e.code.as_str(), e.description()));
+        let body = match &e.mfa {
+            Some(challenge) => Json(ErrorBody::mfa_required(e.code.as_str(), &e.description(), challenge)),
+            None => Json(ErrorBody::new(e.code.as_str(), e.description())),
+        };
         if let Some(seconds) = e.retry_after {
             return OAuthErrorResponse::TooManyRequests(body, seconds);
         }
@@ -364,6 +415,7 @@ impl From<crate::oauth::OAuthError> for OAuthErrorResponse {
                 OAuthErrorResponse::ServerError(body)
             }
             ErrorCode::TemporarilyUnavailable => OAuthErrorResponse::Unavailable(body, 1),
+            ErrorCode::MfaRequired | ErrorCode::MfaEnrolmentRequired => OAuthErrorResponse::Forbidden(body),
             _ => OAuthErrorResponse::BadRequest(body),
         }
     }

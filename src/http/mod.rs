@@ -12,6 +12,7 @@ pub mod cors;
 pub mod error;
 pub mod health;
 pub mod html;
+pub mod mfa;
 pub mod middleware;
 pub mod oauth;
 pub mod origin;
@@ -50,6 +51,7 @@ type Apis = (
     authorize::AuthorizeApi,
     auth::AuthApi,
     auth::SessionsApi,
+    mfa::MfaApi,
     admin::AdminApi,
     admin::AdminUsersApi,
     revocations::RevocationsApi,
@@ -66,6 +68,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             authorize::AuthorizeApi,
             auth::AuthApi,
             auth::SessionsApi,
+            mfa::MfaApi,
             admin::AdminApi,
             admin::AdminUsersApi,
             revocations::RevocationsApi,

@@ -33,7 +33,9 @@ use crate::state::AppState;
 #[derive(Object, Deserialize, Debug)]
 #[oai(skip_serializing_if_is_none)]
 pub struct TokenForm {
-    /// `authorization_code`, `refresh_token`, `client_credentials` or `password`.
+    /// `authorization_code`, `refresh_token`, `client_credentials`,
+    /// `password`, or `urn:latchkey:grant-type:mfa` (the second step of a
+    /// password grant that answered `mfa_required`).
     pub grant_type: String,
     /// authorization_code: the code from the redirect.
     pub code: Option<String>,
@@ -50,6 +52,15 @@ pub struct TokenForm {
     pub username: Option<String>,
     /// password: the user's password.
     pub password: Option<String>,
+    /// urn:latchkey:grant-type:mfa: the `mfa_token` of the `mfa_required` answer.
+    pub mfa_token: Option<String>,
+    /// urn:latchkey:grant-type:mfa: a current code of the user's authenticator app.
+    pub otp: Option<String>,
+    /// urn:latchkey:grant-type:mfa: one of the user's recovery codes.
+    pub recovery_code: Option<String>,
+    /// urn:latchkey:grant-type:mfa: the WebAuthn assertion (the
+    /// `PublicKeyCredential` as JSON, binary members base64url).
+    pub webauthn: Option<String>,
     /// The client, for `client_secret_post` and public clients.
     #[serde(default, deserialize_with = "crate::http::validate::storable")]
     pub client_id: Option<String>,
@@ -228,7 +239,10 @@ impl OAuthApi {
     ///
     /// Grants: `authorization_code` (PKCE S256), `refresh_token` (rotating),
     /// `client_credentials`, `password` (first-party clients registered for
-    /// it). Authenticate the client with HTTP Basic or `client_id` +
+    /// it). A password grant for a user with a second factor answers `403`
+    /// `mfa_required` with an `mfa_token`; the same client then sends
+    /// `grant_type=urn:latchkey:grant-type:mfa` with `mfa_token` and one of
+    /// `otp`, `recovery_code` or `webauthn`. Authenticate the client with HTTP Basic or `client_id` +
     /// `client_secret` in the form; public clients send `client_id` only.
     #[oai(path = "/token", method = "post", operation_id = "oauthToken")]
     async fn token(
@@ -250,6 +264,10 @@ impl OAuthApi {
             scope: form.scope,
             username: form.username,
             password: form.password,
+            mfa_token: form.mfa_token,
+            otp: form.otp,
+            recovery_code: form.recovery_code,
+            webauthn: form.webauthn,
         };
         let grant = grants::token(&state, &origin.0, &client, request).await?;
         Ok(TokenIssued::Ok(Json(grant.into())))

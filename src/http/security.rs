@@ -55,6 +55,20 @@ impl BearerAuth {
     /// `insufficient_scope` (RFC 6750 §3.1); those clients read the user
     /// through `/oauth/userinfo`, within their scopes.
     pub fn account(&self) -> Result<&User, ApiError> {
+        let user = self.enrolling()?;
+        if self.0.claims.scopes().any(|s| s == crate::mfa::ENROL_SCOPE) {
+            return Err(ApiError::forbidden(
+                "mfa_enrolment_required",
+                "this token can only enrol a second factor (/auth/mfa/*); enrol one, then sign in again",
+            ));
+        }
+        Ok(user)
+    }
+
+    /// The user of the second-factor endpoints (`/auth/mfa/*`): as for
+    /// [`BearerAuth::account`], and also the enrol-only token a user whose
+    /// role requires a second factor gets until they have one.
+    pub fn enrolling(&self) -> Result<&User, ApiError> {
         let user = self.user()?;
         if self.0.claims.client_id != FIRST_PARTY_CLIENT_ID {
             return Err(ApiError::insufficient_scope(
@@ -79,6 +93,13 @@ impl BearerAuth {
         if !admin_token {
             return Err(ApiError::insufficient_scope(
                 "sign in to latchkey with scope latchkey:admin to use the admin API",
+            ));
+        }
+        let with_mfa = claims.amr.as_ref().is_some_and(|amr| amr.iter().any(|m| m == "mfa"));
+        if self.0.mfa_enrolled && !with_mfa {
+            return Err(ApiError::forbidden(
+                "mfa_required",
+                "you have a second factor: sign in with it to use the admin API",
             ));
         }
         Ok(user)

@@ -72,6 +72,8 @@ pub struct DiscoveryDocument {
     pub introspection_endpoint_auth_methods_supported: Vec<String>,
     pub code_challenge_methods_supported: Vec<String>,
     pub claims_supported: Vec<String>,
+    /// `urn:latchkey:acr:mfa` (a second factor) and `urn:latchkey:acr:1fa`.
+    pub acr_values_supported: Vec<String>,
     pub prompt_values_supported: Vec<String>,
     /// RFC 9207: authorization responses carry `iss`.
     pub authorization_response_iss_parameter_supported: bool,
@@ -161,6 +163,7 @@ pub fn discovery(state: &AppState) -> DiscoveryDocument {
             "refresh_token",
             "client_credentials",
             "password",
+            crate::oauth::grants::MFA_GRANT,
         ]),
         subject_types_supported: strings(&["public"]),
         id_token_signing_alg_values_supported: algs,
@@ -189,7 +192,10 @@ pub fn discovery(state: &AppState) -> DiscoveryDocument {
             "email",
             "email_verified",
             "updated_at",
+            "amr",
+            "acr",
         ]),
+        acr_values_supported: strings(&[crate::mfa::ACR_SINGLE_FACTOR, crate::mfa::ACR_MFA]),
         prompt_values_supported: strings(&["none", "login"]),
         authorization_response_iss_parameter_supported: true,
         request_parameter_supported: false,

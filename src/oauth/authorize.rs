@@ -28,6 +28,9 @@ pub struct AuthorizationRequest {
     pub prompt: Option<String>,
     pub max_age: Option<String>,
     pub login_hint: Option<String>,
+    /// OIDC Core §3.1.2.1: space-separated; `urn:latchkey:acr:mfa` asks
+    /// for a second factor. Other values are ignored (voluntary claims).
+    pub acr_values: Option<String>,
 }
 
 /// OIDC Core §3.1.2.1 `prompt`.
@@ -53,9 +56,17 @@ pub struct ValidAuthorization {
     pub prompt: Prompt,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
+    /// `acr_values` asked for a second factor.
+    pub acr_mfa: bool,
 }
 
 impl ValidAuthorization {
+    /// Must the sign-in include a second factor (the client's setting, or
+    /// `acr_values`)?
+    pub fn requires_mfa(&self) -> bool {
+        self.client.require_mfa || self.acr_mfa
+    }
+
     /// Is a session that authenticated at `auth_time` recent enough?
     pub fn accepts_session(&self, auth_time: DateTime<Utc>, now: DateTime<Utc>) -> bool {
         self.prompt != Prompt::Login && self.max_age.is_none_or(|max| (now - auth_time).num_seconds() <= max)
@@ -169,6 +180,7 @@ pub async fn validate(
         prompt,
         max_age,
         login_hint: req.login_hint.clone().filter(|h| h.len() <= 256),
+        acr_mfa: req.acr_values.as_deref().is_some_and(|v| v.split(' ').any(|a| a == crate::mfa::ACR_MFA)),
     })
 }
 

@@ -29,6 +29,7 @@ use crate::authn::{self, LoginError};
 use crate::clients;
 use crate::error::Internal;
 use crate::keys::KeyRing;
+use crate::mfa::Amr;
 use crate::passwords::Password;
 use crate::refresh::Origin;
 use crate::state::AppState;
@@ -54,6 +55,7 @@ impl<'a> CodeSettings<'a> {
 pub struct SignedIn {
     pub user: User,
     pub auth_time: DateTime<Utc>,
+    pub amr: Amr,
 }
 
 /// The browser session behind `cookie`, if it is live, its user may still
@@ -66,11 +68,11 @@ pub async fn usable_session(
 ) -> Result<Option<SignedIn>, Internal> {
     let Some(cookie) = cookie else { return Ok(None) };
     let Some(session) = sessions::find(db, now, cookie).await? else { return Ok(None) };
-    if !v.accepts_session(session.auth_time, now) {
+    if !v.accepts_session(session.auth_time, now) || (v.requires_mfa() && !session.amr.is_mfa()) {
         return Ok(None);
     }
     let user = users::find(db, session.user_id).await?.filter(|u| u.can_authenticate(now));
-    Ok(user.map(|user| SignedIn { user, auth_time: session.auth_time }))
+    Ok(user.map(|user| SignedIn { user, auth_time: session.auth_time, amr: session.amr }))
 }
 
 /// Issue a code; returns the redirect back to the client (RFC 6749 §4.1.2).
@@ -81,6 +83,7 @@ pub async fn issue_code(
     v: &ValidAuthorization,
     user_id: Uuid,
     auth_time: DateTime<Utc>,
+    amr: &Amr,
 ) -> Result<String, Internal> {
     let code = codes::issue(
         db,
@@ -94,6 +97,7 @@ pub async fn issue_code(
             nonce: v.nonce.clone(),
             code_challenge: v.code_challenge.clone(),
             auth_time,
+            amr: amr.clone(),
         },
     )
     .await?;
@@ -129,7 +133,7 @@ pub async fn on_request(
     let session = usable_session(db, now, session_cookie, v).await?;
     Ok(match session {
         Some(s) if v.client.is_confidential() => {
-            Next::Redirect(issue_code(db, now, settings, v, s.user.id, s.auth_time).await?)
+            Next::Redirect(issue_code(db, now, settings, v, s.user.id, s.auth_time, &s.amr).await?)
         }
         Some(_) if v.prompt == Prompt::None => {
             let error = OAuthError::new(ErrorCode::InteractionRequired, "the user must confirm this client");
@@ -154,7 +158,7 @@ pub async fn continue_session(
     session_cookie: Option<&str>,
 ) -> Result<Option<String>, Internal> {
     match usable_session(db, now, session_cookie, v).await? {
-        Some(s) => Ok(Some(issue_code(db, now, settings, v, s.user.id, s.auth_time).await?)),
+        Some(s) => Ok(Some(issue_code(db, now, settings, v, s.user.id, s.auth_time, &s.amr).await?)),
         None => Ok(None),
     }
 }
@@ -202,8 +206,9 @@ pub async fn sign_in(
     let user = authn::check_password(state, origin, &v.client.client_id, username, &password).await?;
     let now = state.now();
     let ttl = crate::clock::delta(state.settings.session_ttl);
-    let cookie = sessions::create(&state.db, now, ttl, user.id, origin).await?;
-    let location = issue_code(&state.db, now, CodeSettings::of(state), v, user.id, now).await?;
+    let amr = Amr::password();
+    let cookie = sessions::create(&state.db, now, ttl, user.id, &amr, origin).await?;
+    let location = issue_code(&state.db, now, CodeSettings::of(state), v, user.id, now, &amr).await?;
     Ok(NewSession { cookie, ttl, location })
 }
 

@@ -26,6 +26,8 @@ pub struct NewCode {
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
     pub auth_time: DateTime<Utc>,
+    /// How the user signed in (RFC 8176).
+    pub amr: crate::mfa::Amr,
 }
 
 /// Store a code and return it (only its hash is kept).
@@ -52,6 +54,7 @@ pub async fn issue(
         family_id: None,
         access_jti: None,
         access_expires_at: None,
+        amr: Some(new.amr.to_stored()),
     };
     let active: authorization_codes::ActiveModel = row.into();
     active.insert(db).await?;

@@ -31,7 +31,14 @@ pub struct TokenRequest {
     pub scope: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    pub mfa_token: Option<String>,
+    pub otp: Option<String>,
+    pub recovery_code: Option<String>,
+    pub webauthn: Option<String>,
 }
+
+/// The second step of a password grant that answered `mfa_required`.
+pub const MFA_GRANT: &str = "urn:latchkey:grant-type:mfa";
 
 fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, OAuthError> {
     value
@@ -71,6 +78,12 @@ pub async fn token(
     client: &OAuthClient,
     req: TokenRequest,
 ) -> Result<TokenGrant, OAuthError> {
+    if req.grant_type == MFA_GRANT {
+        if !client.allows(GrantType::Password) {
+            return Err(OAuthError::unauthorized_client("this client is not registered for password"));
+        }
+        return mfa(state, origin, client, &req).await;
+    }
     // The value is not echoed: it is the client's input (RFC 6749 §5.2
     // limits error_description to printable ASCII without '"' and '\').
     let grant: GrantType = req.grant_type.parse().map_err(|_| {
@@ -111,9 +124,39 @@ async fn password(
         with_refresh: client.allows(GrantType::RefreshToken),
         family_id: None,
         access_jti: None,
+        amr: crate::mfa::Amr::password(),
+        require_mfa: client.require_mfa,
+        cookie: false,
     };
     let (_, grant) = authn::login(state, origin, username, &password, session).await?;
     Ok(grant)
+}
+
+/// The second step of a password grant: the ticket works only for the
+/// client it was issued to (the one authenticated here).
+async fn mfa(
+    state: &AppState,
+    origin: &Origin,
+    client: &OAuthClient,
+    req: &TokenRequest,
+) -> Result<TokenGrant, OAuthError> {
+    use crate::mfa::flow::{self, Answer};
+    let ticket = required(&req.mfa_token, "mfa_token")?;
+    let address = crate::ratelimit::address_key(origin.ip);
+    if let Err(seconds) = state.mfa_limiter.check(&address, state.now()) {
+        return Err(OAuthError::throttled(seconds, "too many second-factor attempts; retry later"));
+    }
+    let answer = match (&req.otp, &req.recovery_code, &req.webauthn) {
+        (Some(code), None, None) => Answer::Totp(code.clone()),
+        (None, Some(code), None) => Answer::RecoveryCode(code.clone()),
+        (None, None, Some(json)) => Answer::Passkey(Box::new(
+            serde_json::from_str(json)
+                .map_err(|_| OAuthError::invalid_request("webauthn is not a WebAuthn credential"))?,
+        )),
+        _ => return Err(OAuthError::invalid_request("send exactly one of otp, recovery_code and webauthn")),
+    };
+    let verified = flow::verify_answer(state, origin, &client.client_id, ticket, answer).await?;
+    Ok(authn::complete_second_step(state, origin, &client.client_id, &verified).await?)
 }
 
 /// RFC 6749 §6, with the family's rotation and reuse detection.
@@ -165,6 +208,7 @@ fn client_credentials(
             session_id: None,
             jti: None,
             audience,
+            amr: None,
         },
     )?;
     state.metrics.issued("client_credentials");
@@ -238,6 +282,9 @@ async fn authorization_code(
         with_refresh: client.allows(GrantType::RefreshToken),
         family_id: Some(redemption.family_id),
         access_jti: Some(redemption.access_jti.clone()),
+        amr: crate::mfa::Amr::from_stored(row.amr.as_deref()),
+        require_mfa: false,
+        cookie: false,
     };
     let grant = authn::start_session(state, origin, &user, session, now).await?;
     // A second redemption may have raced this one: it flagged the code and

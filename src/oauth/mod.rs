@@ -43,6 +43,12 @@ pub enum ErrorCode {
     TemporarilyUnavailable,
     LoginRequired,
     InteractionRequired,
+    /// The password was right; a second factor must follow (403, with an
+    /// `mfa_token`).
+    MfaRequired,
+    /// The client or the user's role requires a second factor the user
+    /// has not enrolled (403).
+    MfaEnrolmentRequired,
 }
 
 impl ErrorCode {
@@ -60,6 +66,8 @@ impl ErrorCode {
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
             ErrorCode::LoginRequired => "login_required",
             ErrorCode::InteractionRequired => "interaction_required",
+            ErrorCode::MfaRequired => "mfa_required",
+            ErrorCode::MfaEnrolmentRequired => "mfa_enrolment_required",
         }
     }
 }
@@ -99,6 +107,8 @@ pub struct OAuthError {
     pub internal: Option<Internal>,
     /// Set when the request was throttled: answer 429 with `Retry-After`.
     pub retry_after: Option<u64>,
+    /// `mfa_required`: the ticket to answer.
+    pub mfa: Option<Box<crate::mfa::flow::Challenge>>,
 }
 
 impl OAuthError {
@@ -108,6 +118,7 @@ impl OAuthError {
             description: error_description(description.as_ref()),
             internal: None,
             retry_after: None,
+            mfa: None,
         }
     }
 
@@ -171,6 +182,19 @@ impl From<Problem> for OAuthError {
 
 impl From<LoginError> for OAuthError {
     fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::MfaRequired(challenge) => {
+                let mut error = OAuthError::new(ErrorCode::MfaRequired, "a second factor is required");
+                error.mfa = Some(challenge);
+                error
+            }
+            other => Problem::from(other).into(),
+        }
+    }
+}
+
+impl From<crate::mfa::flow::MfaError> for OAuthError {
+    fn from(e: crate::mfa::flow::MfaError) -> Self {
         Problem::from(e).into()
     }
 }

@@ -19,6 +19,8 @@ use crate::refresh::Origin;
 pub struct BrowserSession {
     pub user_id: Uuid,
     pub auth_time: DateTime<Utc>,
+    /// How the user signed in (RFC 8176).
+    pub amr: crate::mfa::Amr,
 }
 
 /// Start a session; returns the cookie value.
@@ -27,6 +29,7 @@ pub async fn create(
     now: DateTime<Utc>,
     ttl: TimeDelta,
     user_id: Uuid,
+    amr: &crate::mfa::Amr,
     origin: &Origin,
 ) -> Result<String, Internal> {
     let value = crypto::random_token::<32>();
@@ -39,6 +42,7 @@ pub async fn create(
         revoked_at: None,
         ip: origin.ip.map(|ip| ip.to_string()),
         user_agent: crate::refresh::clean_user_agent(origin.user_agent.as_deref()),
+        amr: Some(amr.to_stored()),
     };
     let active: browser_sessions::ActiveModel = row.into();
     active.insert(db).await?;
@@ -59,7 +63,11 @@ pub async fn find(
         .one(db)
         .await?
         .filter(|s| s.revoked_at.is_none() && s.expires_at > now)
-        .map(|s| BrowserSession { user_id: s.user_id, auth_time: s.auth_time }))
+        .map(|s| BrowserSession {
+            user_id: s.user_id,
+            auth_time: s.auth_time,
+            amr: crate::mfa::Amr::from_stored(s.amr.as_deref()),
+        }))
 }
 
 /// End the session behind a cookie value.

@@ -102,6 +102,8 @@ pub struct Family {
     /// Where it was last refreshed from; `None` before the first refresh.
     pub last_ip: Option<String>,
     pub last_user_agent: Option<String>,
+    /// How the session was signed in (RFC 8176 values).
+    pub amr: crate::mfa::Amr,
 }
 
 impl From<refresh_families::Model> for Family {
@@ -123,6 +125,7 @@ impl From<refresh_families::Model> for Family {
             user_agent: m.user_agent,
             last_ip: m.last_ip,
             last_user_agent: m.last_user_agent,
+            amr: crate::mfa::Amr::from_stored(m.amr.as_deref()),
         }
     }
 }
@@ -173,6 +176,7 @@ pub struct NewFamily {
     pub client_id: String,
     pub scope: String,
     pub auth_time: DateTime<Utc>,
+    pub amr: crate::mfa::Amr,
     pub origin: Origin,
 }
 
@@ -266,6 +270,7 @@ pub async fn start(
         user_agent: clean_user_agent(new.origin.user_agent.as_deref()),
         last_ip: None,
         last_user_agent: None,
+        amr: Some(new.amr.to_stored()),
     };
     let family: Family = repo::insert(db, row).await?.into();
     let overflow =

@@ -194,6 +194,27 @@ pub async fn password_changed<C: Publish>(
     Ok(PasswordCutOff { ended, issued_up_to })
 }
 
+/// End every session of a user but `keep` (a second factor was added or
+/// removed: whoever signed in without it is signed out). Their access
+/// tokens are denied by `sid`; the kept session's stay valid.
+pub async fn other_sessions<C: Publish>(
+    db: &C,
+    reach: Reach,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    why: &str,
+) -> Result<u64> {
+    let txn = begin(db).await?;
+    let filter = FamilyFilter { user_id: Some(user_id), except: keep, ..FamilyFilter::default() };
+    let ended = families::revoke_matching(&txn, &filter, reach.now, why).await?;
+    if ended > 0 {
+        deny_ended(&txn, reach, &filter, why).await?;
+    }
+    browser_sessions::revoke_all_for_user(&txn, reach.now, user_id).await?;
+    finish(db, txn).await?;
+    Ok(ended)
+}
+
 /// Deny one access token until `until` (RFC 7009 revocation).
 pub async fn token<C: Publish>(
     db: &C,

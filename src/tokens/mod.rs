@@ -50,6 +50,13 @@ pub struct AccessClaims {
     /// The refresh family (session) this token belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// How the user authenticated (RFC 8176 values); user tokens only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    /// The authentication context class (`urn:latchkey:acr:1fa` or
+    /// `urn:latchkey:acr:mfa`); user tokens only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
 }
 
 impl AccessClaims {
@@ -106,6 +113,8 @@ pub struct AccessGrant {
     pub jti: Option<String>,
     /// `aud` instead of the configured default audience.
     pub audience: Option<String>,
+    /// How the user authenticated; user tokens only.
+    pub amr: Option<crate::mfa::Amr>,
 }
 
 /// A signed access token and what the token response needs about it.
@@ -165,6 +174,8 @@ pub fn issue_access(
         roles: grant.roles.clone(),
         auth_time: grant.auth_time.map(|t| t.timestamp()),
         sid: grant.session_id.clone(),
+        amr: grant.amr.as_ref().map(crate::mfa::Amr::values),
+        acr: grant.amr.as_ref().map(|a| a.acr().to_owned()),
     };
     let Value::Object(map) = serde_json::to_value(&claims).map_err(anyhow::Error::from)? else {
         return Err(Internal(anyhow::anyhow!("claims did not serialize to an object")));

@@ -174,6 +174,7 @@ pub struct TestAppBuilder {
     clock: Option<Arc<MockClock>>,
     configure: Vec<Configure>,
     tls: bool,
+    localhost: bool,
 }
 
 /// A throwaway CA and a `localhost` certificate it signed, as PEM.
@@ -285,6 +286,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// Issuer `http://localhost:<port>`: a WebAuthn relying party (a domain
+    /// name in a secure context), which `http://127.0.0.1` is not.
+    pub fn localhost(mut self) -> Self {
+        self.localhost = true;
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
         init_tracing();
         let db = match self.db {
@@ -305,14 +313,15 @@ impl TestAppBuilder {
             f(&mut settings);
         }
         let clock = self.clock.unwrap_or_else(|| Arc::new(MockClock::new()));
-        if ca.is_some() && settings.issuer.is_none() {
-            // The issuer must name the host the certificate is for, so pick
-            // the port before building.
+        if (ca.is_some() || self.localhost) && settings.issuer.is_none() {
+            // The issuer must name the host the certificate is for (or be
+            // localhost for WebAuthn), so pick the port before building.
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let port = probe.local_addr().unwrap().port();
             drop(probe);
             settings.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            settings.issuer = Some(format!("https://localhost:{port}"));
+            let scheme = if ca.is_some() { "https" } else { "http" };
+            settings.issuer = Some(format!("{scheme}://localhost:{port}"));
         }
         let app =
             Application::build(settings, clock.clone() as Arc<dyn Clock>).await.expect("application builds");
@@ -349,7 +358,7 @@ impl TestAppBuilder {
 
 impl TestApp {
     pub fn builder(backend: Backend) -> TestAppBuilder {
-        TestAppBuilder { backend, db: None, clock: None, configure: Vec::new(), tls: false }
+        TestAppBuilder { backend, db: None, clock: None, configure: Vec::new(), tls: false, localhost: false }
     }
 
     pub async fn spawn(backend: Backend) -> TestApp {

@@ -11,6 +11,7 @@ mod jwt;
 mod oauth_support;
 mod processes;
 mod spa_support;
+mod webauthn_soft;
 
 mod abuse;
 mod admin_create_user;
@@ -32,6 +33,7 @@ mod first_party;
 mod health;
 mod keys;
 mod memory;
+mod mfa;
 mod nginx;
 mod oauth;
 mod oidc_client;

@@ -29,6 +29,13 @@ pub struct Claims {
     pub sid: Option<String>,
     #[serde(default, deserialize_with = "optional_numeric_date")]
     pub auth_time: Option<i64>,
+    /// How the user signed in (RFC 8176): `pwd`, `otp`, `swk`, `user`,
+    /// and `mfa` when a second factor was part of it. User tokens only.
+    #[serde(default)]
+    pub amr: Option<Vec<String>>,
+    /// `urn:latchkey:acr:mfa` or `urn:latchkey:acr:1fa`. User tokens only.
+    #[serde(default)]
+    pub acr: Option<String>,
 }
 
 impl Claims {
@@ -38,6 +45,11 @@ impl Claims {
 
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.as_ref().is_some_and(|r| r.iter().any(|x| x == role))
+    }
+
+    /// Did the user sign in with a second factor (`amr` has `mfa`)?
+    pub fn has_mfa(&self) -> bool {
+        self.amr.as_ref().is_some_and(|a| a.iter().any(|m| m == "mfa"))
     }
 
     /// A client acting for itself (client credentials), not a user.

@@ -89,6 +89,23 @@ pub fn require_scope(claims: &Claims, scope: &str) -> poem::Result<()> {
     ))
 }
 
+/// `401 insufficient_user_authentication` (RFC 9470) unless the user
+/// signed in with a second factor (`amr` has `mfa`). The challenge names
+/// `acr_values="urn:latchkey:acr:mfa"`: the client signs the user in again
+/// with those `acr_values` (or at latchkey's `/auth/login`, which asks for
+/// the second factor of a user who has one) and retries.
+pub fn require_mfa(claims: &Claims) -> poem::Result<()> {
+    if claims.has_mfa() {
+        return Ok(());
+    }
+    Err(error_response(
+        StatusCode::UNAUTHORIZED,
+        "Bearer error=\"insufficient_user_authentication\", acr_values=\"urn:latchkey:acr:mfa\"".into(),
+        "insufficient_user_authentication",
+        "this needs a sign-in with a second factor",
+    ))
+}
+
 /// `403 forbidden` unless the token's user has `role`.
 pub fn require_role(claims: &Claims, role: &str) -> poem::Result<()> {
     if claims.has_role(role) {

@@ -576,6 +576,8 @@ mod tests {
             roles: Some(vec![]),
             sid: sid.map(str::to_owned),
             auth_time: None,
+            amr: None,
+            acr: None,
         }
     }
 

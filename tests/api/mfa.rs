@@ -1,0 +1,515 @@
+//! Second factors through HTTP: TOTP and passkey enrolment, the
+//! `mfa_required` sign-in on `/auth/login` and the password grant, replay
+//! and guessing limits, recovery codes, the usernameless passkey sign-in,
+//! `amr` in the tokens, and the policies (admin tokens, required roles,
+//! clients that require a second factor, admin reset).
+//!
+//! Passkeys use [`SoftAuthenticator`]: a P-256 key producing real
+//! attestation and assertion objects, checked by webauthn-rs in the
+//! server. WebAuthn needs the issuer on a domain name, so those apps run
+//! as `http://localhost:<port>`.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::db_test;
+use crate::helpers::{TestApp, assert_error};
+use crate::jwt;
+use crate::oauth_support::{self, PASSWORD, register_client, token_basic};
+use crate::webauthn_soft::SoftAuthenticator;
+
+async fn post(app: &TestApp, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
+    let mut req = app.client.post(app.url(path)).json(body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap()
+}
+
+async fn login(app: &TestApp, username: &str, extra: Value) -> reqwest::Response {
+    let mut body = json!({"username": username, "password": PASSWORD});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    app.post_json("/auth/login", &body).await
+}
+
+async fn tokens(app: &TestApp, username: &str) -> Value {
+    let resp = login(app, username, json!({})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.unwrap()
+}
+
+fn access(tokens: &Value) -> &str {
+    tokens["access_token"].as_str().unwrap()
+}
+
+/// The code an authenticator app shows now (the app's clock).
+fn code_now(app: &TestApp, secret: &[u8]) -> String {
+    let t = u64::try_from(app.state.now().timestamp()).unwrap();
+    latchkey::mfa::totp::code_at(secret, t).unwrap()
+}
+
+/// Enrol an authenticator app; returns its secret and the recovery codes.
+async fn enrol_totp(app: &TestApp, token: &str) -> (Vec<u8>, Vec<String>) {
+    let resp = post(app, "/auth/mfa/totp", Some(token), &json!({})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let started: Value = resp.json().await.unwrap();
+    let uri = started["otpauth_uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    assert!(started["qr_svg"].as_str().unwrap().starts_with("<svg"));
+    let secret =
+        totp_rs::Secret::try_from_base32(started["secret"].as_str().unwrap()).unwrap().as_bytes().to_vec();
+    let factor_id = started["factor_id"].clone();
+    let resp = post(
+        app,
+        "/auth/mfa/totp/confirm",
+        Some(token),
+        &json!({"factor_id": factor_id, "code": code_now(app, &secret)}),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let done: Value = resp.json().await.unwrap();
+    let codes = done["recovery_codes"]
+        .as_array()
+        .map(|c| c.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    // The code just used belongs to this step: the next sign-in needs the next one.
+    app.advance(Duration::from_secs(30));
+    (secret, codes)
+}
+
+/// Register a passkey with `authenticator`.
+async fn enrol_passkey(app: &TestApp, token: &str, authenticator: &mut SoftAuthenticator) -> Value {
+    let resp = post(app, "/auth/mfa/passkeys", Some(token), &json!({"name": "laptop"})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let started: Value = resp.json().await.unwrap();
+    let credential = authenticator.register(&started["webauthn"], app.state.issuer());
+    let resp = post(
+        app,
+        "/auth/mfa/passkeys/finish",
+        Some(token),
+        &json!({"ceremony": started["ceremony"], "credential": credential}),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    resp.json().await.unwrap()
+}
+
+/// `/auth/login` for a user with a factor: the `mfa_required` body.
+async fn mfa_required(app: &TestApp, username: &str) -> Value {
+    let resp = login(app, username, json!({})).await;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "mfa_required");
+    assert!(body["mfa_token"].as_str().is_some_and(|t| t.len() >= 32));
+    assert_eq!(body["mfa_token_expires_in"], 300);
+    body
+}
+
+async fn login_mfa(app: &TestApp, body: Value) -> reqwest::Response {
+    app.post_json("/auth/login/mfa", &body).await
+}
+
+/// The kinds of the audit events recorded so far.
+async fn event_kinds(app: &TestApp) -> Vec<String> {
+    use sea_orm::EntityTrait;
+    let rows = latchkey::entities::audit_events::Entity::find().all(&app.state.db).await.unwrap();
+    rows.into_iter().map(|r| r.kind).collect()
+}
+
+fn amr(token: &str) -> Value {
+    jwt::claims(token)["amr"].clone()
+}
+
+db_test!(async fn an_authenticator_app_is_enrolled_then_required_and_its_codes_work_once(backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("alice", PASSWORD).await;
+    let first = tokens(&app, "alice").await;
+    assert_eq!(amr(access(&first)), json!(["pwd"]));
+    assert_eq!(jwt::claims(access(&first))["acr"], "urn:latchkey:acr:1fa");
+    let other = tokens(&app, "alice").await;
+
+    // A wrong first code enrols nothing.
+    let started: Value = post(&app, "/auth/mfa/totp", Some(access(&first)), &json!({})).await.json().await.unwrap();
+    let resp = post(
+        &app,
+        "/auth/mfa/totp/confirm",
+        Some(access(&first)),
+        &json!({"factor_id": started["factor_id"], "code": "000000"}),
+    )
+    .await;
+    assert_error(resp, 401, "invalid_second_factor").await;
+    let listed: Value = app
+        .client
+        .get(app.url("/auth/mfa/factors"))
+        .bearer_auth(access(&first))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["factors"], json!([]));
+
+    let (secret, recovery) = enrol_totp(&app, access(&first)).await;
+    assert_eq!(recovery.len(), 10);
+    // The other session ended; the enrolling one goes on.
+    assert_error(app.refresh(other["refresh_token"].as_str().unwrap()).await, 401, "invalid_refresh_token").await;
+    assert_eq!(app.refresh(first["refresh_token"].as_str().unwrap()).await.status(), StatusCode::OK);
+
+    // The password alone no longer signs in.
+    let challenge = mfa_required(&app, "alice").await;
+    assert_eq!(challenge["factors"], json!(["totp", "recovery_code"]));
+    assert!(challenge.get("access_token").is_none());
+    let ticket = challenge["mfa_token"].as_str().unwrap();
+
+    // A wrong code is refused and the ticket stays usable.
+    let resp = login_mfa(&app, json!({"mfa_token": ticket, "code": "123456"})).await;
+    assert_error(resp, 401, "invalid_second_factor").await;
+    let code = code_now(&app, &secret);
+    let resp = login_mfa(&app, json!({"mfa_token": ticket, "code": code})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let signed_in: Value = resp.json().await.unwrap();
+    assert_eq!(amr(access(&signed_in)), json!(["pwd", "otp", "mfa"]));
+    assert_eq!(jwt::claims(access(&signed_in))["acr"], "urn:latchkey:acr:mfa");
+    // The refreshed tokens keep the sign-in's amr.
+    let refreshed: Value =
+        app.refresh(signed_in["refresh_token"].as_str().unwrap()).await.json().await.unwrap();
+    assert_eq!(amr(access(&refreshed)), json!(["pwd", "otp", "mfa"]));
+
+    // The ticket is spent; the same code on a new ticket is a replay.
+    let resp = login_mfa(&app, json!({"mfa_token": ticket, "code": code})).await;
+    assert_error(resp, 401, "invalid_mfa_token").await;
+    let again = mfa_required(&app, "alice").await;
+    let resp = login_mfa(&app, json!({"mfa_token": again["mfa_token"], "code": code})).await;
+    assert_error(resp, 401, "invalid_second_factor").await;
+    // The next step's code works.
+    app.advance(Duration::from_secs(30));
+    let resp = login_mfa(&app, json!({"mfa_token": again["mfa_token"], "code": code_now(&app, &secret)})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // The enrolment was audited.
+    let events = event_kinds(&app).await;
+    assert!(events.iter().any(|k| k == "mfa_factor_added"), "{events:?}");
+    assert!(events.iter().any(|k| k == "mfa_failed"), "{events:?}");
+});
+
+db_test!(async fn a_recovery_code_signs_in_once(backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("bob", PASSWORD).await;
+    let first = tokens(&app, "bob").await;
+    let (_, recovery) = enrol_totp(&app, access(&first)).await;
+    let code = recovery[0].to_uppercase();
+
+    let challenge = mfa_required(&app, "bob").await;
+    let resp = login_mfa(&app, json!({"mfa_token": challenge["mfa_token"], "recovery_code": code})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let signed_in: Value = resp.json().await.unwrap();
+    assert_eq!(amr(access(&signed_in)), json!(["pwd", "otp", "mfa"]));
+
+    let challenge = mfa_required(&app, "bob").await;
+    let resp = login_mfa(&app, json!({"mfa_token": challenge["mfa_token"], "recovery_code": code})).await;
+    assert_error(resp, 401, "invalid_second_factor").await;
+    let listed: Value = app
+        .client
+        .get(app.url("/auth/mfa/factors"))
+        .bearer_auth(access(&signed_in))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["recovery_codes_left"], 9);
+    assert_eq!(listed["factors"][0]["kind"], "totp");
+});
+
+db_test!(async fn an_mfa_ticket_of_the_password_grant_works_once_and_only_for_its_client(backend) {
+    let (app, admin) = oauth_support::spawn_with_admin(backend).await;
+    let web = oauth_support::confidential(&app, &admin).await;
+    let other = oauth_support::confidential(&app, &admin).await;
+    let first = tokens(&app, "user").await;
+    let (secret, _) = enrol_totp(&app, access(&first)).await;
+
+    let password_grant =
+        [("grant_type", "password"), ("username", "user"), ("password", PASSWORD)];
+    let resp = token_basic(&app, &web, &password_grant).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "mfa_required");
+    let ticket = body["mfa_token"].as_str().unwrap().to_owned();
+    assert_eq!(body["factors"], json!(["totp", "recovery_code"]));
+
+    let code = code_now(&app, &secret);
+    // Not at latchkey's own endpoint, not by another client.
+    let resp = login_mfa(&app, json!({"mfa_token": ticket, "code": code})).await;
+    assert_error(resp, 401, "invalid_mfa_token").await;
+    let mfa_grant = |ticket: &str, code: &str| {
+        vec![
+            ("grant_type".to_owned(), "urn:latchkey:grant-type:mfa".to_owned()),
+            ("mfa_token".to_owned(), ticket.to_owned()),
+            ("otp".to_owned(), code.to_owned()),
+        ]
+    };
+    let form = mfa_grant(&ticket, &code);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let resp = token_basic(&app, &other, &form).await;
+    assert_error(resp, 400, "invalid_grant").await;
+
+    let resp = token_basic(&app, &web, &form).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let granted: Value = resp.json().await.unwrap();
+    assert_eq!(jwt::claims(access(&granted))["client_id"], web.id);
+    assert_eq!(amr(access(&granted)), json!(["pwd", "otp", "mfa"]));
+    let resp = token_basic(&app, &web, &form).await;
+    assert_error(resp, 400, "invalid_grant").await;
+});
+
+db_test!(async fn passkeys_enrol_sign_in_and_a_cloned_authenticator_is_refused(backend) {
+    let app = TestApp::builder(backend).localhost().spawn().await;
+    app.create_user("carol", PASSWORD).await;
+    let first = tokens(&app, "carol").await;
+    let mut key = SoftAuthenticator::new();
+    let added = enrol_passkey(&app, access(&first), &mut key).await;
+    assert_eq!(added["recovery_codes"].as_array().unwrap().len(), 10);
+
+    // Second step with the passkey.
+    let challenge = mfa_required(&app, "carol").await;
+    assert_eq!(challenge["factors"], json!(["passkey", "recovery_code"]));
+    let clone = key.clone();
+    let assertion = key.assert(&challenge["webauthn"], app.state.issuer());
+    let resp = login_mfa(&app, json!({"mfa_token": challenge["mfa_token"], "webauthn": assertion})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let signed_in: Value = resp.json().await.unwrap();
+    assert_eq!(amr(access(&signed_in)), json!(["pwd", "swk", "user", "mfa"]));
+
+    // Usernameless: the passkey alone.
+    let started: Value = app.post_json("/auth/passkey/login/begin", &json!({})).await.json().await.unwrap();
+    let assertion = key.assert(&started["webauthn"], app.state.issuer());
+    let resp = app
+        .post_json("/auth/passkey/login/finish", &json!({"ceremony": started["ceremony"], "credential": assertion}))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let passwordless: Value = resp.json().await.unwrap();
+    assert_eq!(amr(access(&passwordless)), json!(["swk", "user", "mfa"]));
+    assert_eq!(jwt::claims(access(&passwordless))["sub"], jwt::claims(access(&first))["sub"]);
+    // Its ceremony was single use.
+    let resp = app
+        .post_json("/auth/passkey/login/finish", &json!({"ceremony": started["ceremony"], "credential": assertion}))
+        .await;
+    assert_error(resp, 401, "invalid_mfa_token").await;
+
+    // A clone of the authenticator, its counter behind: refused.
+    let mut clone = clone;
+    let challenge = mfa_required(&app, "carol").await;
+    let assertion = clone.assert(&challenge["webauthn"], app.state.issuer());
+    let resp = login_mfa(&app, json!({"mfa_token": challenge["mfa_token"], "webauthn": assertion})).await;
+    assert_error(resp, 401, "invalid_second_factor").await;
+    // An assertion for another origin: refused.
+    let assertion = key.assert(&challenge["webauthn"], "http://localhost:1");
+    let resp = login_mfa(&app, json!({"mfa_token": challenge["mfa_token"], "webauthn": assertion})).await;
+    assert_error(resp, 401, "invalid_second_factor").await;
+    // The genuine authenticator still works.
+    let assertion = key.assert(&challenge["webauthn"], app.state.issuer());
+    let resp = login_mfa(&app, json!({"mfa_token": challenge["mfa_token"], "webauthn": assertion})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+});
+
+db_test!(async fn wrong_answers_lock_the_second_step_on_every_replica(backend) {
+    let one = TestApp::spawn(backend).await;
+    let two = TestApp::builder(backend).on(one.db.clone()).clock(one.clock.clone()).spawn().await;
+    one.create_user("dave", PASSWORD).await;
+    let first = tokens(&one, "dave").await;
+    let (secret, _) = enrol_totp(&one, access(&first)).await;
+
+    for i in 0..5 {
+        let app = if i % 2 == 0 { &one } else { &two };
+        let challenge = mfa_required(app, "dave").await;
+        let resp = login_mfa(app, json!({"mfa_token": challenge["mfa_token"], "code": "000000"})).await;
+        assert_error(resp, 401, "invalid_second_factor").await;
+    }
+    // Locked everywhere, even for the right code.
+    for app in [&one, &two] {
+        let challenge = mfa_required(app, "dave").await;
+        let resp = login_mfa(app, json!({"mfa_token": challenge["mfa_token"], "code": code_now(app, &secret)})).await;
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(resp.headers().contains_key("retry-after"));
+        assert_eq!(resp.json::<Value>().await.unwrap()["error"], "mfa_locked");
+    }
+    let events = event_kinds(&one).await;
+    assert_eq!(events.iter().filter(|k| *k == "mfa_locked_out").count(), 1, "{events:?}");
+    // After the lockout, the right code works again.
+    one.advance(Duration::from_secs(16 * 60));
+    let challenge = mfa_required(&two, "dave").await;
+    let resp = login_mfa(&two, json!({"mfa_token": challenge["mfa_token"], "code": code_now(&two, &secret)})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+});
+
+db_test!(async fn admin_tokens_need_the_second_factor_an_admin_has(backend) {
+    let (app, admin) = oauth_support::spawn_with_admin(backend).await;
+    // Enrolling needs a recent sign-in.
+    app.advance(Duration::from_secs(301));
+    let resp = post(&app, "/auth/mfa/totp", Some(&admin), &json!({})).await;
+    assert_error(resp, 403, "reauthentication_required").await;
+    let admin = oauth_support::admin_token(&app).await;
+    let (secret, _) = enrol_totp(&app, &admin).await;
+    // The token from before the enrolment lacks mfa: refused by the admin API.
+    let resp = app.client.get(app.url("/admin/clients")).bearer_auth(&admin).send().await.unwrap();
+    assert_error(resp, 403, "mfa_required").await;
+
+    let resp = app
+        .post_json(
+            "/auth/login",
+            &json!({"username": "admin", "password": "admin password 1", "scope": "latchkey:admin"}),
+        )
+        .await;
+    let challenge = assert_error(resp, 401, "mfa_required").await;
+    let resp = login_mfa(
+        &app,
+        json!({"mfa_token": challenge.mfa_token.unwrap(), "code": code_now(&app, &secret)}),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let admin: Value = resp.json().await.unwrap();
+    let resp = app.client.get(app.url("/admin/clients")).bearer_auth(access(&admin)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // An admin resets a user's factors: audited, sessions end, password alone works again.
+    let user_tokens = tokens(&app, "user").await;
+    enrol_totp(&app, access(&user_tokens)).await;
+    mfa_required(&app, "user").await;
+    let user_id = jwt::claims(access(&user_tokens))["sub"].as_str().unwrap().to_owned();
+    let resp = app
+        .client
+        .delete(app.url(&format!("/admin/users/{user_id}/mfa")))
+        .bearer_auth(access(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let reset: Value = resp.json().await.unwrap();
+    assert_eq!(reset["factors_removed"], 1);
+    assert_error(app.refresh(user_tokens["refresh_token"].as_str().unwrap()).await, 401, "invalid_refresh_token").await;
+    tokens(&app, "user").await;
+    let events = event_kinds(&app).await;
+    assert!(events.iter().any(|k| k == "mfa_factors_reset"), "{events:?}");
+});
+
+db_test!(async fn a_required_role_signs_in_only_to_enrol_until_it_has_a_factor(backend) {
+    let app = TestApp::builder(backend)
+        .configure(|s| {
+            s.admin_username = Some("admin".into());
+            s.admin_password = Some(secrecy::SecretString::from("admin password 1".to_owned()));
+            s.mfa_required_roles = vec!["admin".into()];
+        })
+        .spawn()
+        .await;
+    let resp = app
+        .post_json(
+            "/auth/login",
+            &json!({"username": "admin", "password": "admin password 1", "scope": "latchkey:admin"}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let enrol: Value = resp.json().await.unwrap();
+    assert_eq!(enrol["scope"], "latchkey:mfa_enrol");
+    assert!(enrol.get("refresh_token").is_none_or(Value::is_null));
+    let token = access(&enrol);
+    // Good for nothing but enrolment: not the admin API, not the account.
+    let resp = app.client.get(app.url("/admin/clients")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = app.get_with_token("/auth/me", token).await;
+    assert_error(resp, 403, "mfa_enrolment_required").await;
+    assert_ne!(jwt::claims(token)["aud"], "latchkey", "no relying service accepts it");
+
+    let (secret, _) = enrol_totp(&app, token).await;
+    let challenge = assert_error(
+        app.post_json(
+            "/auth/login",
+            &json!({"username": "admin", "password": "admin password 1", "scope": "latchkey:admin"}),
+        )
+        .await,
+        401,
+        "mfa_required",
+    )
+    .await;
+    let resp = login_mfa(&app, json!({"mfa_token": challenge.mfa_token.unwrap(), "code": code_now(&app, &secret)})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let admin: Value = resp.json().await.unwrap();
+    let resp = app.client.get(app.url("/admin/clients")).bearer_auth(access(&admin)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+});
+
+db_test!(async fn a_client_that_requires_mfa_refuses_password_only_users(backend) {
+    let (app, admin) = oauth_support::spawn_with_admin(backend).await;
+    let strict = register_client(
+        &app,
+        &admin,
+        json!({
+            "client_name": "Payroll",
+            "redirect_uris": [oauth_support::REDIRECT],
+            "grant_types": ["password", "refresh_token"],
+            "scope": "openid profile",
+            "require_mfa": true,
+        }),
+    )
+    .await;
+    let password_grant = [("grant_type", "password"), ("username", "user"), ("password", PASSWORD)];
+    let resp = token_basic(&app, &strict, &password_grant).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "mfa_enrolment_required");
+
+    let first = tokens(&app, "user").await;
+    let (secret, _) = enrol_totp(&app, access(&first)).await;
+    let resp = token_basic(&app, &strict, &password_grant).await;
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "mfa_required");
+    let resp = token_basic(
+        &app,
+        &strict,
+        &[
+            ("grant_type", "urn:latchkey:grant-type:mfa"),
+            ("mfa_token", body["mfa_token"].as_str().unwrap()),
+            ("otp", &code_now(&app, &secret)),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let granted: Value = resp.json().await.unwrap();
+    // The ID token says it too.
+    let id = jwt::claims(granted["id_token"].as_str().unwrap());
+    assert_eq!(id["amr"], json!(["pwd", "otp", "mfa"]));
+    assert_eq!(id["acr"], "urn:latchkey:acr:mfa");
+});
+
+db_test!(async fn a_relying_service_can_require_mfa_in_amr(backend) {
+    use latchkey_verify::{Verifier, VerifierConfig};
+    let app = TestApp::spawn(backend).await;
+    app.create_user("erin", PASSWORD).await;
+    let first = tokens(&app, "erin").await;
+    let jwks = app.jwks().await.to_string();
+    let mut config = VerifierConfig::new(app.state.issuer(), "latchkey");
+    // The service's clock is the app's (which the test moves).
+    let clock = app.clock.clone();
+    config.clock = std::sync::Arc::new(move || {
+        use latchkey::clock::Clock;
+        clock.now().timestamp()
+    });
+    let verifier = Verifier::from_jwks(config, jwks.as_bytes()).unwrap();
+    let claims = verifier.verify(access(&first)).await.unwrap();
+    assert!(!claims.has_mfa());
+    assert!(latchkey_verify::poem_support::require_mfa(&claims).is_err());
+
+    let (secret, _) = enrol_totp(&app, access(&first)).await;
+    let challenge = mfa_required(&app, "erin").await;
+    let resp = login_mfa(&app, json!({"mfa_token": challenge["mfa_token"], "code": code_now(&app, &secret)})).await;
+    let signed_in: Value = resp.json().await.unwrap();
+    let claims = verifier.verify(access(&signed_in)).await.unwrap();
+    assert!(claims.has_mfa());
+    assert_eq!(claims.acr.as_deref(), Some("urn:latchkey:acr:mfa"));
+    assert!(latchkey_verify::poem_support::require_mfa(&claims).is_ok());
+});
