@@ -214,6 +214,8 @@ impl SessionRequest {
             amr: self.amr.to_stored(),
             cookie: self.cookie,
             webauthn: None,
+            factors: Vec::new(),
+            options: None,
         }
     }
 
@@ -367,7 +369,8 @@ pub async fn start_session(
         Event::new(EventKind::LoginSucceeded)
             .subject(user.id)
             .client(&session.client_id)
-            .detail("family_id", family_id.map(|f| f.to_string())),
+            .detail("family_id", family_id.map(|f| f.to_string()))
+            .detail("amr", session.amr.values()),
     )
     .await;
     Ok(grant)

@@ -151,9 +151,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        for table in [Amr::RefreshFamilies, Amr::BrowserSessions, Amr::AuthorizationCodes] {
+        for table in [
+            SessionTables::RefreshFamilies,
+            SessionTables::BrowserSessions,
+            SessionTables::AuthorizationCodes,
+        ] {
             manager
-                .alter_table(Table::alter().table(table).add_column(text_null(Amr::Amr)).to_owned())
+                .alter_table(Table::alter().table(table).add_column(text_null(SessionTables::Amr)).to_owned())
                 .await?;
         }
         manager
@@ -170,8 +174,14 @@ impl MigrationTrait for Migration {
         manager
             .alter_table(Table::alter().table(Clients::Table).drop_column(Clients::RequireMfa).to_owned())
             .await?;
-        for table in [Amr::RefreshFamilies, Amr::BrowserSessions, Amr::AuthorizationCodes] {
-            manager.alter_table(Table::alter().table(table).drop_column(Amr::Amr).to_owned()).await?;
+        for table in [
+            SessionTables::RefreshFamilies,
+            SessionTables::BrowserSessions,
+            SessionTables::AuthorizationCodes,
+        ] {
+            manager
+                .alter_table(Table::alter().table(table).drop_column(SessionTables::Amr).to_owned())
+                .await?;
         }
         for table in [
             MfaGuards::Table.into_iden(),
@@ -234,8 +244,9 @@ enum MfaGuards {
     LockedUntil,
 }
 
+/// The three session tables and the column they gain.
 #[derive(DeriveIden, Clone, Copy)]
-enum Amr {
+enum SessionTables {
     RefreshFamilies,
     BrowserSessions,
     AuthorizationCodes,

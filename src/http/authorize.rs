@@ -33,8 +33,11 @@ use super::Tag;
 use super::html::{self, FormError};
 use super::origin::ClientOrigin;
 use crate::error::Internal;
+use crate::mfa::{self, flow::Answer, flow::MfaError};
 use crate::oauth::authorize::{self, AuthorizationRequest, AuthorizeError, ValidAuthorization};
-use crate::oauth::browser::{self, CodeSettings, Logout, LogoutError, LogoutRequest, Next, SignInError};
+use crate::oauth::browser::{
+    self, CodeSettings, Logout, LogoutError, LogoutRequest, Next, SignInError, SignInOutcome,
+};
 use crate::problem::{Class, Problem};
 use crate::state::AppState;
 
@@ -129,6 +132,14 @@ pub struct AuthorizeForm {
     pub csrf_token: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The second step: the ticket the password step handed out, and the
+    /// code (authenticator app or recovery code) or the passkey's
+    /// assertion (`webauthn`, JSON, filled in by the page's script).
+    pub mfa_token: Option<String>,
+    pub code: Option<String>,
+    pub webauthn: Option<String>,
+    /// "Sign in with a passkey": the ceremony the page's script started.
+    pub passkey_ceremony: Option<String>,
 }
 
 #[derive(Object, Deserialize, Debug)]
@@ -241,10 +252,57 @@ fn login_form(
     fields.push_str(&html::hidden("csrf_token", &token));
     let action = format!("{}/oauth/authorize", state.issuer());
     let username = v.login_hint.as_deref().unwrap_or_default();
+    let passkey_begin =
+        state.webauthn.is_ok().then(|| format!("{}/auth/passkey/login/begin", state.issuer()));
     AuthorizeResponse::page(
-        html::login_page(&action, &v.client.client_name, &fields, username, error),
+        html::login_page(&action, &v.client.client_name, &fields, username, error, passkey_begin.as_deref()),
         set_cookie,
     )
+}
+
+/// Render the second step: a code field and, for a user with a passkey,
+/// the "Use your passkey" button.
+#[allow(clippy::too_many_arguments)]
+fn second_step_form(
+    state: &AppState,
+    req: &Request,
+    auth: &AuthorizationRequest,
+    v: &ValidAuthorization,
+    mfa_token: &str,
+    factors: &[String],
+    options: Option<&serde_json::Value>,
+    error: Option<&FormError>,
+) -> AuthorizeResponse {
+    let (token, set_cookie) = csrf_for_form(state, req);
+    let mut fields = hidden_fields(auth);
+    fields.push_str(&html::hidden("csrf_token", &token));
+    fields.push_str(&html::hidden("mfa_token", mfa_token));
+    let action = format!("{}/oauth/authorize", state.issuer());
+    let code = factors.iter().any(|f| f == "totp" || f == "recovery_code");
+    let options = options.map(serde_json::Value::to_string);
+    AuthorizeResponse::page(
+        html::second_step_page(&action, &v.client.client_name, &fields, code, options.as_deref(), error),
+        set_cookie,
+    )
+}
+
+/// The answer the second-step form carries: the passkey's assertion, or a
+/// code (six digits: the authenticator app; anything else: a recovery code).
+fn second_step_answer(webauthn: Option<&str>, code: Option<&str>) -> Result<Answer, FormError> {
+    let filled = |v: Option<&str>| v.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    if let Some(json) = filled(webauthn) {
+        return serde_json::from_str(&json)
+            .map(|c| Answer::Passkey(Box::new(c)))
+            .map_err(|_| FormError::general("The passkey's answer was not understood. Please try again."));
+    }
+    match filled(code) {
+        Some(code) if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) => Ok(Answer::Totp(code)),
+        Some(code) => Ok(Answer::RecoveryCode(code)),
+        None => Err(FormError {
+            message: "Enter the code from your authenticator app.".into(),
+            ..Default::default()
+        }),
+    }
 }
 
 /// "Continue as …" for a signed-in user and a public client.
@@ -287,6 +345,7 @@ fn sign_in_problem(
             });
         }
         SignInError::Login(e) => Problem::from(e),
+        SignInError::Mfa(e) => Problem::from(e),
     };
     let credentials = matches!(problem.class, Class::Unauthenticated);
     match problem.class {
@@ -398,7 +457,7 @@ impl AuthorizeApi {
             max_age: form.max_age,
             // Shown again in the form after a failed attempt.
             login_hint: form.username.clone(),
-            acr_values: form.acr_values,
+            acr_values: form.acr_values.clone(),
         };
         let v = match authorize::validate(&state.db, &auth).await {
             Ok(v) => v,
@@ -419,11 +478,51 @@ impl AuthorizeApi {
                 Err(e) => AuthorizeResponse::internal(e),
             };
         }
-        let (username, password) = (form.username.as_deref(), form.password.as_deref());
-        match browser::sign_in(&state, &origin.0, &v, username, password).await {
-            Ok(session) => AuthorizeResponse::SeeOther(
+        let signed_in = |session: browser::NewSession| {
+            AuthorizeResponse::SeeOther(
                 session.location,
                 Some(cookies.set(SESSION, &session.cookie, session.ttl.num_seconds())),
+            )
+        };
+        if let Some(ticket) = form.mfa_token.as_deref().filter(|t| !t.is_empty()) {
+            let answer = second_step_answer(form.webauthn.as_deref(), form.code.as_deref());
+            return match self.second_step(&state, req, &origin, &auth, &v, ticket, answer).await {
+                Ok(session) => signed_in(session),
+                Err(page) => page,
+            };
+        }
+        if let (Some(ceremony), Some(json)) = (
+            form.passkey_ceremony.as_deref().filter(|c| !c.is_empty()),
+            form.webauthn.as_deref().filter(|w| !w.is_empty()),
+        ) {
+            let outcome = match serde_json::from_str(json) {
+                Ok(credential) => {
+                    browser::passkey_sign_in(&state, &origin.0, &v, ceremony, &credential).await
+                }
+                Err(_) => Err(SignInError::Mfa(MfaError::WrongAnswer)),
+            };
+            return match outcome {
+                Ok(session) => signed_in(session),
+                Err(e) => match sign_in_problem(e, None, None) {
+                    Ok(problem) => {
+                        login_form(&state, req, &auth, &v, Some(&FormError::general(problem.message)))
+                    }
+                    Err(e) => AuthorizeResponse::internal(e),
+                },
+            };
+        }
+        let (username, password) = (form.username.as_deref(), form.password.as_deref());
+        match browser::sign_in(&state, &origin.0, &v, username, password).await {
+            Ok(SignInOutcome::Done(session)) => signed_in(session),
+            Ok(SignInOutcome::SecondStep(c)) => second_step_form(
+                &state,
+                req,
+                &auth,
+                &v,
+                &c.mfa_token,
+                &c.factors,
+                c.webauthn_json().as_ref(),
+                None,
             ),
             Err(e) => match sign_in_problem(e, username, password) {
                 Ok(problem) => login_form(&state, req, &auth, &v, Some(&problem)),
@@ -518,6 +617,46 @@ fn logout_error(e: LogoutError) -> AuthorizeResponse {
     match e {
         LogoutError::Internal(e) => AuthorizeResponse::internal(e),
         e => AuthorizeResponse::invalid(&e.to_string()),
+    }
+}
+
+impl AuthorizeApi {
+    /// The second-step form's submission: `Err` is the page to show,
+    /// `Ok` the new session.
+    #[allow(clippy::too_many_arguments)]
+    async fn second_step(
+        &self,
+        state: &AppState,
+        req: &Request,
+        origin: &ClientOrigin,
+        auth: &AuthorizationRequest,
+        v: &ValidAuthorization,
+        ticket: &str,
+        answer: Result<Answer, FormError>,
+    ) -> Result<browser::NewSession, AuthorizeResponse> {
+        let offered = match mfa::flow::offered(state, &v.client.client_id, ticket).await {
+            Ok(Some(offered)) => offered,
+            Ok(None) => {
+                let error = FormError::general("This sign-in has expired. Please sign in again.");
+                return Err(login_form(state, req, auth, v, Some(&error)));
+            }
+            Err(e) => return Err(AuthorizeResponse::internal(e)),
+        };
+        let again = |error: &FormError| {
+            second_step_form(state, req, auth, v, ticket, &offered.0, offered.1.as_ref(), Some(error))
+        };
+        let answer = answer.map_err(|e| again(&e))?;
+        match browser::finish_second_step(state, &origin.0, v, ticket, answer).await {
+            Ok(session) => Ok(session),
+            Err(SignInError::Mfa(MfaError::InvalidTicket)) => {
+                let error = FormError::general("This sign-in has expired. Please sign in again.");
+                Err(login_form(state, req, auth, v, Some(&error)))
+            }
+            Err(e) => match sign_in_problem(e, None, None) {
+                Ok(problem) => Err(again(&FormError { password: false, username: false, ..problem })),
+                Err(e) => Err(AuthorizeResponse::internal(e)),
+            },
+        }
     }
 }
 

@@ -99,39 +99,39 @@ pub fn bearer_challenge(error: Option<(&str, &str)>) -> String {
 pub enum ApiError {
     /// The request is malformed or a value is invalid.
     #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
+    BadRequest(Json<Box<ErrorBody>>),
     /// Missing or invalid credentials.
     #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    Unauthorized(Json<Box<ErrorBody>>, #[oai(header = "WWW-Authenticate")] String),
     /// Authenticated, but not allowed (`insufficient_scope` carries a challenge).
     #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] Option<String>),
+    Forbidden(Json<Box<ErrorBody>>, #[oai(header = "WWW-Authenticate")] Option<String>),
     /// No such resource.
     #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
+    NotFound(Json<Box<ErrorBody>>),
     /// The resource already exists.
     #[oai(status = 409)]
-    Conflict(Json<ErrorBody>),
+    Conflict(Json<Box<ErrorBody>>),
     /// The request body is larger than the server accepts.
     #[oai(status = 413)]
-    PayloadTooLarge(Json<ErrorBody>),
+    PayloadTooLarge(Json<Box<ErrorBody>>),
     /// The request body has the wrong content type.
     #[oai(status = 415)]
-    UnsupportedMediaType(Json<ErrorBody>),
+    UnsupportedMediaType(Json<Box<ErrorBody>>),
     /// Too many requests; retry after the given number of seconds.
     #[oai(status = 429)]
-    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    TooManyRequests(Json<Box<ErrorBody>>, #[oai(header = "Retry-After")] u64),
     /// An unexpected server error; details are in the server log.
     #[oai(status = 500)]
-    Internal(Json<ErrorBody>),
+    Internal(Json<Box<ErrorBody>>),
     /// The server is busy or a dependency is down; retry later.
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    Unavailable(Json<Box<ErrorBody>>, #[oai(header = "Retry-After")] u64),
 }
 
 impl ApiError {
     pub fn bad_request(code: &str, description: impl Into<String>) -> Self {
-        ApiError::BadRequest(Json(ErrorBody::new(code, description)))
+        ApiError::BadRequest(Json(Box::new(ErrorBody::new(code, description))))
     }
 
     pub fn validation(description: impl ToString) -> Self {
@@ -142,14 +142,14 @@ impl ApiError {
     pub fn mfa_required(challenge: &crate::mfa::flow::Challenge) -> Self {
         let description = "a second factor is required to complete this sign-in";
         ApiError::Unauthorized(
-            Json(ErrorBody::mfa_required("mfa_required", description, challenge)),
+            Json(Box::new(ErrorBody::mfa_required("mfa_required", description, challenge))),
             bearer_challenge(None),
         )
     }
 
     pub fn unauthorized(code: &str, description: &str) -> Self {
         ApiError::Unauthorized(
-            Json(ErrorBody::new(code, description)),
+            Json(Box::new(ErrorBody::new(code, description))),
             bearer_challenge(Some((code, description))),
         )
     }
@@ -157,13 +157,13 @@ impl ApiError {
     /// 401 without credentials: the challenge carries no error code.
     pub fn missing_token() -> Self {
         ApiError::Unauthorized(
-            Json(ErrorBody::new("unauthorized", "a bearer token is required")),
+            Json(Box::new(ErrorBody::new("unauthorized", "a bearer token is required"))),
             bearer_challenge(None),
         )
     }
 
     pub fn forbidden(code: &str, description: impl Into<String>) -> Self {
-        ApiError::Forbidden(Json(ErrorBody::new(code, description)), None)
+        ApiError::Forbidden(Json(Box::new(ErrorBody::new(code, description))), None)
     }
 
     /// Cookie mode's CSRF check failed: the request's `Origin` is missing or
@@ -175,31 +175,31 @@ impl ApiError {
     /// RFC 6750 §3.1: the token lacks a needed scope.
     pub fn insufficient_scope(description: &str) -> Self {
         ApiError::Forbidden(
-            Json(ErrorBody::new("insufficient_scope", description)),
+            Json(Box::new(ErrorBody::new("insufficient_scope", description))),
             Some(bearer_challenge(Some(("insufficient_scope", description)))),
         )
     }
 
     pub fn not_found(description: impl Into<String>) -> Self {
-        ApiError::NotFound(Json(ErrorBody::new("not_found", description)))
+        ApiError::NotFound(Json(Box::new(ErrorBody::new("not_found", description))))
     }
 
     pub fn conflict(code: &str, description: impl Into<String>) -> Self {
-        ApiError::Conflict(Json(ErrorBody::new(code, description)))
+        ApiError::Conflict(Json(Box::new(ErrorBody::new(code, description))))
     }
 
     pub fn too_many_requests(retry_after: u64) -> Self {
         ApiError::TooManyRequests(
-            Json(ErrorBody::new(
+            Json(Box::new(ErrorBody::new(
                 "rate_limited",
                 format!("too many requests; retry in {retry_after} seconds"),
-            )),
+            ))),
             retry_after,
         )
     }
 
     pub fn busy(description: impl Into<String>) -> Self {
-        ApiError::Unavailable(Json(ErrorBody::new("temporarily_unavailable", description)), 1)
+        ApiError::Unavailable(Json(Box::new(ErrorBody::new("temporarily_unavailable", description))), 1)
     }
 
     /// Log the cause chain once; answer a fixed message.
@@ -208,7 +208,7 @@ impl ApiError {
         if let Some(message) = e.unavailable() {
             return ApiError::busy(message);
         }
-        ApiError::Internal(Json(ErrorBody::new("server_error", "an unexpected error occurred")))
+        ApiError::Internal(Json(Box::new(ErrorBody::new("server_error", "an unexpected error occurred"))))
     }
 }
 
@@ -226,10 +226,10 @@ impl From<Problem> for ApiError {
             Class::Invalid => ApiError::bad_request(p.code, p.message),
             Class::Unauthenticated => ApiError::unauthorized(p.code, &p.message),
             Class::Forbidden => ApiError::forbidden(p.code, p.message),
-            Class::NotFound => ApiError::NotFound(Json(ErrorBody::new(p.code, p.message))),
+            Class::NotFound => ApiError::NotFound(Json(Box::new(ErrorBody::new(p.code, p.message)))),
             Class::Conflict => ApiError::conflict(p.code, p.message),
             Class::Throttled { retry_after } => {
-                ApiError::TooManyRequests(Json(ErrorBody::new(p.code, p.message)), retry_after)
+                ApiError::TooManyRequests(Json(Box::new(ErrorBody::new(p.code, p.message))), retry_after)
             }
             Class::Busy => ApiError::busy(p.message),
             Class::Internal(i) => ApiError::internal(&i),
@@ -332,7 +332,7 @@ fn render(err: poem::Error, edge: Edge) -> Response {
     if edge == Edge::Page && status.is_client_error() {
         return page_error(&description);
     }
-    let mut resp = Json(ErrorBody::new(code, description)).into_response();
+    let mut resp = Json(Box::new(ErrorBody::new(code, description))).into_response();
     resp.set_status(status);
     if status == StatusCode::UNAUTHORIZED {
         let challenge = bearer_challenge(None);
@@ -372,34 +372,36 @@ pub enum OAuthErrorResponse {
     /// `invalid_request`, `invalid_grant`, `unauthorized_client`,
     /// `unsupported_grant_type`, `invalid_scope`.
     #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
+    BadRequest(Json<Box<ErrorBody>>),
     /// `invalid_client`: client authentication failed.
     #[oai(status = 401)]
-    InvalidClient(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    InvalidClient(Json<Box<ErrorBody>>, #[oai(header = "WWW-Authenticate")] String),
     /// `mfa_required` (password grant): the password was right and the
     /// user has a second factor; the body carries `mfa_token`, `factors`
     /// and, for passkeys, `webauthn`. Answer with
     /// `grant_type=urn:latchkey:grant-type:mfa`. `mfa_enrolment_required`:
     /// the client requires a second factor the user has not enrolled.
     #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
+    Forbidden(Json<Box<ErrorBody>>),
     /// Too many requests; retry after the given number of seconds.
     #[oai(status = 429)]
-    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    TooManyRequests(Json<Box<ErrorBody>>, #[oai(header = "Retry-After")] u64),
     /// `server_error`.
     #[oai(status = 500)]
-    ServerError(Json<ErrorBody>),
+    ServerError(Json<Box<ErrorBody>>),
     /// `temporarily_unavailable`.
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    Unavailable(Json<Box<ErrorBody>>, #[oai(header = "Retry-After")] u64),
 }
 
 impl From<crate::oauth::OAuthError> for OAuthErrorResponse {
     fn from(e: crate::oauth::OAuthError) -> Self {
         use crate::oauth::ErrorCode;
         let body = match &e.mfa {
-            Some(challenge) => Json(ErrorBody::mfa_required(e.code.as_str(), &e.description(), challenge)),
-            None => Json(ErrorBody::new(e.code.as_str(), e.description())),
+            Some(challenge) => {
+                Json(Box::new(ErrorBody::mfa_required(e.code.as_str(), e.description(), challenge)))
+            }
+            None => Json(Box::new(ErrorBody::new(e.code.as_str(), e.description()))),
         };
         if let Some(seconds) = e.retry_after {
             return OAuthErrorResponse::TooManyRequests(body, seconds);

@@ -1,7 +1,9 @@
 //! The few server-rendered pages: sign-in, "Continue as …", sign-out, errors.
 //!
-//! Plain HTML and one inline style sheet: no JavaScript, nothing loaded from
-//! anywhere (the CSP allows neither). A centered card that becomes the whole
+//! Plain HTML and one inline style sheet, nothing loaded from anywhere. The
+//! one script is [`PASSKEY_SCRIPT`], the "Use your passkey" buttons, allowed
+//! by its hash in the CSP; the buttons stay hidden without it, and every
+//! form works without JavaScript. A centered card that becomes the whole
 //! screen on a phone; light and dark following `prefers-color-scheme`;
 //! controls at least 48 px tall.
 //!
@@ -28,9 +30,17 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Headers for every page: no framing, no scripts, nothing external.
-pub const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// Headers for every page: no framing, nothing external, no script but
+/// [`PASSKEY_SCRIPT`] (by its SHA-256, checked by a test), which may call
+/// latchkey itself (`connect-src 'self'`) to start a passkey sign-in.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
+     script-src 'sha256-wJeO+Q2K41bZPnhNhQ3qkNG6ck9ODFVwpslLW+OL+R4='; connect-src 'self'; \
+     frame-ancestors 'none'; base-uri 'none'";
+
+/// The passkey buttons' script: asks the browser for an assertion
+/// (`navigator.credentials.get`), puts it in the form's `webauthn` field
+/// and submits the form.
+pub const PASSKEY_SCRIPT: &str = include_str!("assets/passkey.js");
 
 /// The pages' referrer policy. Our own form POST then carries the real
 /// `Origin` (under `no-referrer` it would be `null`) and a `Referer`, while
@@ -144,14 +154,29 @@ fn field_state(invalid: bool, focus: bool) -> String {
     attrs
 }
 
+/// A "use your passkey" button (hidden until the script shows it), the
+/// fields it fills, the note it shows when the passkey fails, the script.
+/// `source` is `data-begin="…"` (start a ceremony) or `data-options="…"`.
+fn passkey_button(label: &str, source: &str) -> String {
+    format!(
+        "<button type=\"button\" class=\"button secondary\" data-passkey {source} hidden>{label}</button>\n\
+         <p id=\"passkey-status\" class=\"muted\" role=\"status\" hidden>The passkey did not work. \
+         Try again, or use another way.</p>\n\
+         <script>{PASSKEY_SCRIPT}</script>\n",
+        label = escape(label),
+    )
+}
+
 /// The sign-in form. `username` is kept after a failed attempt (or comes
-/// from `login_hint`); the password never is.
+/// from `login_hint`); the password never is. With `passkey_begin` (the
+/// URL that starts a usernameless passkey sign-in) it offers a passkey too.
 pub fn login_page(
     action: &str,
     client_name: &str,
     hidden_fields: &str,
     username: &str,
     error: Option<&FormError>,
+    passkey_begin: Option<&str>,
 ) -> String {
     let alert = error
         .map(|e| format!("<p class=\"alert\" role=\"alert\" id=\"form-error\">{}</p>\n", escape(&e.message)))
@@ -169,14 +194,69 @@ pub fn login_page(
          <div class=\"field\">\n<label for=\"password\">Password</label>\n\
          <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" \
          required{password_state}>\n</div>\n\
-         <button type=\"submit\" class=\"button\">Sign in</button>\n</form>",
+         <button type=\"submit\" class=\"button\">Sign in</button>\n{passkey}</form>",
         client = escape(client_name),
         action = escape(action),
         username = escape(username),
         user_state = field_state(user_invalid, focus_user),
         password_state = field_state(password_invalid, !focus_user),
+        passkey = passkey_begin
+            .map(|url| {
+                format!(
+                    "{}{}{}",
+                    hidden("passkey_ceremony", ""),
+                    hidden("webauthn", ""),
+                    passkey_button("Sign in with a passkey", &format!("data-begin=\"{}\"", escape(url)))
+                )
+            })
+            .unwrap_or_default(),
     );
     page(&format!("Sign in to {client_name}"), &body)
+}
+
+/// The second step of a sign-in: a code (authenticator app or recovery
+/// code) and, when the user has a passkey, a button for it. `options` is
+/// the WebAuthn request options as JSON.
+pub fn second_step_page(
+    action: &str,
+    client_name: &str,
+    hidden_fields: &str,
+    code: bool,
+    options: Option<&str>,
+    error: Option<&FormError>,
+) -> String {
+    let alert = error
+        .map(|e| format!("<p class=\"alert\" role=\"alert\" id=\"form-error\">{}</p>\n", escape(&e.message)))
+        .unwrap_or_default();
+    let code_field = if code {
+        format!(
+            "<div class=\"field\">\n<label for=\"code\">Code from your authenticator app, or a recovery code</label>\n\
+             <input id=\"code\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" autocapitalize=\"none\" \
+             spellcheck=\"false\" maxlength=\"64\"{state}>\n</div>\n\
+             <button type=\"submit\" class=\"button\">Verify</button>\n",
+            state = field_state(error.is_some(), true),
+        )
+    } else {
+        String::new()
+    };
+    let passkey = options
+        .map(|json| {
+            format!(
+                "{}{}",
+                hidden("webauthn", ""),
+                passkey_button("Use your passkey", &format!("data-options=\"{}\"", escape(json)))
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        "<h1 id=\"title\">Two-step verification</h1>\n\
+         <p class=\"subtitle\">to continue to <strong class=\"client\">{client}</strong></p>\n\
+         <form method=\"post\" action=\"{action}\" aria-labelledby=\"title\">\n{alert}{hidden_fields}\
+         {code_field}{passkey}</form>",
+        client = escape(client_name),
+        action = escape(action),
+    );
+    page(&format!("Verify it is you · {client_name}"), &body)
 }
 
 /// "Continue as …": a signed-in user confirms before a public client gets a
@@ -256,8 +336,14 @@ mod tests {
     #[test]
     fn everything_interpolated_is_escaped() {
         let error = FormError::general("<b>");
-        let html =
-            login_page("/a\"b", "<script>x</script>", &hidden("state", "\"><img>"), "o'neil", Some(&error));
+        let html = login_page(
+            "/a\"b",
+            "<script>x</script>",
+            &hidden("state", "\"><img>"),
+            "o'neil",
+            Some(&error),
+            None,
+        );
         assert!(!html.contains("<script>x"));
         assert!(!html.contains("\"><img>"));
         assert!(!html.contains("<b>"));
@@ -276,7 +362,7 @@ mod tests {
     fn a_wrong_password_is_tied_to_the_fields_and_keeps_the_username() {
         let error =
             FormError { message: "Invalid username or password.".into(), username: true, password: true };
-        let html = login_page("/authorize", "Tasks", "", "alice", Some(&error));
+        let html = login_page("/authorize", "Tasks", "", "alice", Some(&error), None);
         assert!(html.contains(
             "<p class=\"alert\" role=\"alert\" id=\"form-error\">Invalid username or password.</p>"
         ));
@@ -293,7 +379,7 @@ mod tests {
 
     #[test]
     fn a_fresh_form_focuses_the_username_and_marks_nothing_invalid() {
-        let html = login_page("/authorize", "Tasks", "", "", None);
+        let html = login_page("/authorize", "Tasks", "", "", None, None);
         assert!(!html.contains("aria-invalid=\"") && !html.contains("role=\"alert\""));
         let username = &html[html.find("id=\"username\"").unwrap()..];
         assert!(username[..username.find('>').unwrap()].contains("autofocus"));
@@ -303,7 +389,7 @@ mod tests {
 
     #[test]
     fn a_general_error_marks_no_field() {
-        let html = login_page("/authorize", "Tasks", "", "alice", Some(&FormError::general("Busy.")));
+        let html = login_page("/authorize", "Tasks", "", "alice", Some(&FormError::general("Busy.")), None);
         assert!(html.contains("id=\"form-error\">Busy.</p>"));
         assert!(!html.contains("aria-invalid=\""));
     }
@@ -311,19 +397,47 @@ mod tests {
     #[test]
     fn pages_are_self_contained() {
         let pages = [
-            login_page("/a", "c", "", "", None),
+            login_page("/a", "c", "", "", None, None),
             continue_page("/a", "c", "u", "", "/s"),
             error_page("m"),
             logout_page("/a", ""),
             signed_out_page(),
+            login_page("/a", "c", "", "", None, Some("/auth/passkey/login/begin")),
+            second_step_page("/a", "c", "", true, Some("{\"publicKey\":{}}"), None),
         ];
         for html in pages {
-            // No scripts, nothing fetched from anywhere, one form at most, one main.
-            assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
+            // No script but the passkey one, nothing fetched from anywhere,
+            // one form at most, one main.
+            let scripts = html.matches("<script").count();
+            assert!(scripts == 0 || html.matches(&format!("<script>{PASSKEY_SCRIPT}</script>")).count() == 1);
+            assert!(!html.contains("http://") && !html.contains("https://"));
             assert!(!html.contains("<link") && !html.contains("<img") && !html.contains("url("));
             assert!(html.matches("<form").count() <= 1);
             assert_eq!(html.matches("<main>").count(), 1);
             assert!(html.contains("<html lang=\"en\">") && html.contains("prefers-color-scheme:dark"));
         }
+    }
+
+    #[test]
+    fn the_policy_allows_the_passkey_script_by_its_hash_and_nothing_else() {
+        use base64::Engine;
+        let digest = crate::crypto::sha256(PASSKEY_SCRIPT.as_bytes());
+        let hash = base64::engine::general_purpose::STANDARD.encode(digest);
+        assert!(CONTENT_SECURITY_POLICY.contains(&format!("script-src 'sha256-{hash}';")), "{hash}");
+        assert!(
+            !CONTENT_SECURITY_POLICY.contains("unsafe-eval")
+                && !CONTENT_SECURITY_POLICY.contains("script-src 'unsafe-inline'")
+        );
+    }
+
+    #[test]
+    fn passkey_buttons_are_hidden_until_the_script_shows_them() {
+        let html =
+            second_step_page("/a", "c", "", false, Some("{\"publicKey\":{\"challenge\":\"x\"}}"), None);
+        assert!(html.contains("data-passkey data-options=\"{&quot;publicKey&quot;:{&quot;challenge&quot;:&quot;x&quot;}}\" hidden>Use your passkey</button>"));
+        assert!(!html.contains("name=\"code\""));
+        let html = second_step_page("/a", "c", "", true, None, Some(&FormError::general("Wrong.")));
+        assert!(html.contains("name=\"code\"") && !html.contains("<script"));
+        assert!(html.contains("autocomplete=\"one-time-code\""));
     }
 }

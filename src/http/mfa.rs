@@ -230,8 +230,19 @@ fn current_session(auth: &BearerAuth) -> Option<Uuid> {
     auth.0.claims.sid.as_deref().and_then(|s| Uuid::parse_str(s).ok())
 }
 
-fn recent(state: &AppState, auth: &BearerAuth) -> Result<(), ApiError> {
-    Ok(flow::require_recent(state, auth.0.claims.auth_time)?)
+/// Changing factors needs a recent sign-in and, once the user has a
+/// factor, a sign-in that used one: a token from a password-only sign-in
+/// cannot add or remove factors of an account that has them.
+async fn recent(state: &AppState, auth: &BearerAuth, user: &crate::users::User) -> Result<(), ApiError> {
+    flow::require_recent(state, auth.0.claims.auth_time)?;
+    let with_mfa = crate::mfa::Amr::from_claim(auth.0.claims.amr.as_deref()).is_mfa();
+    if !with_mfa && crate::mfa::repo::has_any(&state.db, user.id).await? {
+        return Err(ApiError::forbidden(
+            "mfa_required",
+            "you have a second factor: sign in with it to change your factors",
+        ));
+    }
+    Ok(())
 }
 
 pub struct MfaApi;
@@ -368,7 +379,7 @@ impl MfaApi {
         body: Json<TotpBegin>,
     ) -> Result<TotpStartedResponse, ApiError> {
         let user = auth.enrolling()?;
-        recent(&state, &auth)?;
+        recent(&state, &auth, user).await?;
         let name = body.0.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
         let started = flow::begin_totp(&state, user, name).await?;
         Ok(TotpStartedResponse::Ok(Json(TotpStarted {
@@ -392,7 +403,7 @@ impl MfaApi {
         body: Json<TotpConfirm>,
     ) -> Result<FactorAddedResponse, ApiError> {
         let user = auth.enrolling()?;
-        recent(&state, &auth)?;
+        recent(&state, &auth, user).await?;
         limited(&state, &origin)?;
         let req = body.0;
         let done =
@@ -413,7 +424,7 @@ impl MfaApi {
         body: Json<PasskeyBegin>,
     ) -> Result<Started, ApiError> {
         let user = auth.enrolling()?;
-        recent(&state, &auth)?;
+        recent(&state, &auth, user).await?;
         let name =
             body.0.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or("Passkey").to_owned();
         let (ceremony, options) = flow::begin_passkey(&state, user, &name).await?;
@@ -435,7 +446,7 @@ impl MfaApi {
         body: Json<PasskeyFinish>,
     ) -> Result<FactorAddedResponse, ApiError> {
         let user = auth.enrolling()?;
-        recent(&state, &auth)?;
+        recent(&state, &auth, user).await?;
         let req = body.0;
         let response = credential(req.credential)?;
         let done =
@@ -453,7 +464,7 @@ impl MfaApi {
         origin: ClientOrigin,
     ) -> Result<RecoveryCodesResponse, ApiError> {
         let user = auth.account()?;
-        recent(&state, &auth)?;
+        recent(&state, &auth, user).await?;
         let (codes, ended) =
             flow::regenerate_recovery_codes(&state, &origin.0, user, current_session(&auth)).await?;
         Ok(RecoveryCodesResponse::Ok(Json(RecoveryCodes { recovery_codes: codes, sessions_ended: ended })))
@@ -472,7 +483,7 @@ impl MfaApi {
         id: Path<Uuid>,
     ) -> Result<FactorRemoved, ApiError> {
         let user = auth.account()?;
-        recent(&state, &auth)?;
+        recent(&state, &auth, user).await?;
         let ended = flow::remove(&state, &origin.0, user, current_session(&auth), id.0).await?;
         Ok(FactorRemoved::Ok(Json(FactorsChanged { sessions_ended: ended })))
     }

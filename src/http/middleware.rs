@@ -17,10 +17,10 @@ const DRAIN_CAP: u64 = 16 * 1024 * 1024;
 pub async fn limit_body<E: Endpoint>(next: E, mut req: Request, limit: usize) -> poem::Result<Response> {
     use tokio::io::AsyncReadExt;
     let too_large = || {
-        let mut resp = poem_openapi::payload::Json(ErrorBody::new(
+        let mut resp = poem_openapi::payload::Json(Box::new(ErrorBody::new(
             "payload_too_large",
             format!("the request body exceeds {limit} bytes"),
-        ))
+        )))
         .into_response();
         resp.set_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE);
         resp

@@ -37,6 +37,11 @@ pub struct Pending {
     pub cookie: bool,
     /// The WebAuthn challenge for the user's passkeys, if they have any.
     pub webauthn: Option<PasskeyAuthentication>,
+    /// What the challenge offered (to show it again after a wrong answer).
+    #[serde(default)]
+    pub factors: Vec<String>,
+    #[serde(default)]
+    pub options: Option<serde_json::Value>,
 }
 
 /// An `mfa_required` answer: the ticket and what may redeem it.
@@ -48,6 +53,13 @@ pub struct Challenge {
     pub factors: Vec<String>,
     /// For `passkey`: the options for `navigator.credentials.get`.
     pub webauthn: Option<RequestChallengeResponse>,
+}
+
+impl Challenge {
+    /// The WebAuthn options as JSON, if a passkey is on offer.
+    pub fn webauthn_json(&self) -> Option<serde_json::Value> {
+        self.webauthn.as_ref().and_then(|w| serde_json::to_value(w).ok())
+    }
 }
 
 /// What a sign-in needs after a correct password.
@@ -110,6 +122,8 @@ async fn challenge(
     if repo::recovery_codes_left(&state.db, user_id).await? > 0 {
         offered.push("recovery_code".to_owned());
     }
+    pending.factors = offered.clone();
+    pending.options = options.as_ref().and_then(|o| serde_json::to_value(o).ok());
     let now = state.now();
     let mfa_token =
         ceremonies::start(&state.db, now, Purpose::Mfa, Some(user_id), client_id, &pending).await?;
@@ -130,6 +144,18 @@ fn stored_passkey(f: &repo::Factor) -> Option<Passkey> {
             None
         }
     }
+}
+
+/// What a live `mfa_token` of `client_id` offers: the factors and the
+/// WebAuthn options (the sign-in page shows them again after a wrong
+/// answer). `None` once the ticket is spent or expired.
+pub async fn offered(
+    state: &AppState,
+    client_id: &str,
+    mfa_token: &str,
+) -> Result<Option<(Vec<String>, Option<serde_json::Value>)>, Internal> {
+    let ticket = ceremonies::find::<Pending>(&state.db, state.now(), Purpose::Mfa, mfa_token).await?;
+    Ok(ticket.filter(|t| t.client_id == client_id).map(|t| (t.data.factors, t.data.options)))
 }
 
 /// An answer to an `mfa_token`.
@@ -559,7 +585,7 @@ async fn end_other_sessions(
     why: &str,
 ) -> Result<u64, Internal> {
     let now = state.now();
-    Ok(cut_off::other_sessions(&state.db, state.reach(now), user_id, keep, why).await?)
+    cut_off::other_sessions(&state.db, state.reach(now), user_id, keep, why).await
 }
 
 async fn new_recovery_codes(

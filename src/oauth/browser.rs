@@ -30,11 +30,15 @@ use crate::clients;
 use crate::error::Internal;
 use crate::keys::KeyRing;
 use crate::mfa::Amr;
+use crate::mfa::flow::{
+    Answer, Challenge, MfaError, Pending, SecondStep, finish_passkey_login, second_step, verify_answer,
+};
 use crate::passwords::Password;
 use crate::refresh::Origin;
 use crate::state::AppState;
 use crate::tokens::{self, TokenSettings};
 use crate::users::{self, User};
+use webauthn_rs::prelude::PublicKeyCredential;
 
 /// What issuing a code needs besides the request: the issuer (RFC 9207
 /// `iss` in the redirect) and the code's lifetime.
@@ -181,6 +185,18 @@ pub enum SignInError {
     /// The login was refused (or failed; see [`LoginError::Internal`]).
     #[error(transparent)]
     Login(#[from] LoginError),
+    /// The second step (or a passkey sign-in) was refused.
+    #[error(transparent)]
+    Mfa(#[from] MfaError),
+}
+
+/// Where a correct password leads on the sign-in page.
+#[derive(Debug)]
+pub enum SignInOutcome {
+    /// Signed in: back to the client.
+    Done(NewSession),
+    /// The user has a second factor: ask for it.
+    SecondStep(Box<Challenge>),
 }
 
 impl From<Internal> for SignInError {
@@ -190,26 +206,82 @@ impl From<Internal> for SignInError {
 }
 
 /// The sign-in form: check the password like every other login (rate
-/// limits, audit, rehash), start a browser session, issue a code.
+/// limits, audit, rehash), then ask for the second factor of a user who
+/// has one, or start a browser session and issue a code.
 pub async fn sign_in(
     state: &AppState,
     origin: &Origin,
     v: &ValidAuthorization,
     username: Option<&str>,
     password: Option<&str>,
-) -> Result<NewSession, SignInError> {
+) -> Result<SignInOutcome, SignInError> {
     let (Some(username), Some(password)) = (username, password) else {
         return Err(SignInError::MissingCredentials);
     };
     // A password too long to be anyone's is simply wrong.
     let password = Password::presented(password).map_err(|_| LoginError::InvalidCredentials)?;
     let user = authn::check_password(state, origin, &v.client.client_id, username, &password).await?;
+    let pending = Pending {
+        scope: v.scope.to_string(),
+        nonce: None,
+        id_token_alg: String::new(),
+        with_refresh: false,
+        amr: Amr::password().to_stored(),
+        cookie: false,
+        webauthn: None,
+        factors: Vec::new(),
+        options: None,
+    };
+    match second_step(state, &user, &v.client.client_id, v.requires_mfa(), pending).await? {
+        SecondStep::Required(challenge) => return Ok(SignInOutcome::SecondStep(challenge)),
+        SecondStep::EnrolFirst => return Err(LoginError::MfaEnrolmentRequired.into()),
+        SecondStep::NotNeeded => {}
+    }
+    Ok(SignInOutcome::Done(start(state, origin, v, &user, &Amr::password()).await?))
+}
+
+/// A browser session for `user` and the code for the client.
+async fn start(
+    state: &AppState,
+    origin: &Origin,
+    v: &ValidAuthorization,
+    user: &User,
+    amr: &Amr,
+) -> Result<NewSession, Internal> {
     let now = state.now();
     let ttl = crate::clock::delta(state.settings.session_ttl);
-    let amr = Amr::password();
-    let cookie = sessions::create(&state.db, now, ttl, user.id, &amr, origin).await?;
-    let location = issue_code(&state.db, now, CodeSettings::of(state), v, user.id, now, &amr).await?;
+    let cookie = sessions::create(&state.db, now, ttl, user.id, amr, origin).await?;
+    let location = issue_code(&state.db, now, CodeSettings::of(state), v, user.id, now, amr).await?;
     Ok(NewSession { cookie, ttl, location })
+}
+
+/// The sign-in page's second step: the answer to the `mfa_token` of this
+/// client. The browser session records the methods (`amr`).
+pub async fn finish_second_step(
+    state: &AppState,
+    origin: &Origin,
+    v: &ValidAuthorization,
+    mfa_token: &str,
+    answer: Answer,
+) -> Result<NewSession, SignInError> {
+    let verified = verify_answer(state, origin, &v.client.client_id, mfa_token, answer).await?;
+    Ok(start(state, origin, v, &verified.user, &verified.amr).await?)
+}
+
+/// The sign-in page's "Sign in with a passkey": a usernameless ceremony
+/// started at `/auth/passkey/login/begin`.
+pub async fn passkey_sign_in(
+    state: &AppState,
+    origin: &Origin,
+    v: &ValidAuthorization,
+    ceremony: &str,
+    credential: &PublicKeyCredential,
+) -> Result<NewSession, SignInError> {
+    let verified =
+        finish_passkey_login(state, origin, crate::authn::FIRST_PARTY_CLIENT_ID, ceremony, credential)
+            .await?;
+    users::repo::touch_last_login(&state.db, verified.user.id, state.now()).await?;
+    Ok(start(state, origin, v, &verified.user, &verified.amr).await?)
 }
 
 /// Why an end-session request is refused (shown on a page, never redirected).
