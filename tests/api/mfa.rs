@@ -513,3 +513,96 @@ db_test!(async fn a_relying_service_can_require_mfa_in_amr(backend) {
     assert_eq!(claims.acr.as_deref(), Some("urn:latchkey:acr:mfa"));
     assert!(latchkey_verify::poem_support::require_mfa(&claims).is_ok());
 });
+
+/// Sign in on the page: the password form, and, when the page asks for
+/// it, the second step with `code`. Returns the final response.
+async fn page_sign_in(browser: &reqwest::Client, url: &str, code: Option<&str>) -> reqwest::Response {
+    use crate::oauth_support::{browser_post, origin_of, parse_form};
+    let page = browser.get(url).send().await.unwrap();
+    if page.status() == StatusCode::FOUND {
+        return page;
+    }
+    let html = page.text().await.unwrap();
+    let (action, mut fields) = parse_form(&html);
+    fields.insert("username".into(), "user".into());
+    fields.insert("password".into(), PASSWORD.into());
+    let origin = origin_of(&action);
+    let resp = browser_post(browser, &action, Some(&origin), Some("same-origin"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    let Some(code) = code else { return resp };
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("Two-step verification"), "{html}");
+    let (action, mut fields) = parse_form(&html);
+    assert!(fields.contains_key("mfa_token"));
+    fields.insert("code".into(), code.into());
+    browser_post(browser, &action, Some(&origin), Some("same-origin")).form(&fields).send().await.unwrap()
+}
+
+/// Exchange the code in a redirect for tokens.
+async fn redeem(app: &TestApp, client: &oauth_support::Client, location: &str, verifier: &str) -> Value {
+    let code = oauth_support::query(location)["code"].clone();
+    let resp = token_basic(
+        app,
+        client,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", oauth_support::REDIRECT),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.unwrap()
+}
+
+db_test!(async fn the_sign_in_page_asks_for_the_second_factor_and_acr_values_needs_one(backend) {
+    let (app, admin) = oauth_support::spawn_with_admin(backend).await;
+    let web = oauth_support::confidential(&app, &admin).await;
+    let browser = oauth_support::browser_for(&app);
+    let (verifier, challenge) = oauth_support::pkce_pair();
+    let pkce = [("code_challenge", challenge.as_str()), ("code_challenge_method", "S256"), ("scope", "openid")];
+    let mfa_pkce = [
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("scope", "openid"),
+        ("acr_values", "urn:latchkey:acr:mfa"),
+    ];
+
+    // A password-only user signs in; their tokens say so.
+    let resp = page_sign_in(&browser, &oauth_support::authorize_url(&app, &web.id, &pkce), None).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let tokens = redeem(&app, &web, &oauth_support::location(&resp), &verifier).await;
+    assert_eq!(amr(access(&tokens)), json!(["pwd"]));
+    assert_eq!(jwt::claims(tokens["id_token"].as_str().unwrap())["acr"], "urn:latchkey:acr:1fa");
+
+    // Asking for a second factor: the password-only session does not count,
+    // and a user without a factor cannot sign in to it.
+    let url = oauth_support::authorize_url(&app, &web.id, &mfa_pkce);
+    let resp = page_sign_in(&browser, &url, None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("role=\"alert\"") && html.contains("second factor"), "{html}");
+
+    // With an authenticator app, the page asks for its code.
+    let first = tokens_for_user(&app).await;
+    let (secret, _) = enrol_totp(&app, access(&first)).await;
+    let code = code_now(&app, &secret);
+    let resp = page_sign_in(&browser, &url, Some(&code)).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let tokens = redeem(&app, &web, &oauth_support::location(&resp), &verifier).await;
+    assert_eq!(amr(access(&tokens)), json!(["pwd", "otp", "mfa"]));
+    assert_eq!(jwt::claims(tokens["id_token"].as_str().unwrap())["acr"], "urn:latchkey:acr:mfa");
+    // That session counts for acr_values from now on: straight back with a code.
+    let resp = browser.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert!(oauth_support::query(&oauth_support::location(&resp)).contains_key("code"));
+});
+
+async fn tokens_for_user(app: &TestApp) -> Value {
+    tokens(app, "user").await
+}
