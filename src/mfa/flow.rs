@@ -244,10 +244,14 @@ pub async fn verify_answer(
         .await?
         .filter(|u| u.can_authenticate(now))
         .ok_or(MfaError::AccountUnavailable)?;
-    if let Some(retry_after) = guard::locked(&state.db, user.id, now).await? {
-        return Err(MfaError::Locked { retry_after });
-    }
     let kind = answer.kind();
+    // The lock stops guessing; a passkey's signature cannot be guessed, so
+    // a locked user can still answer with one.
+    if kind != SecondFactor::Passkey {
+        if let Some(retry_after) = guard::locked(&state.db, user.id, now).await? {
+            return Err(MfaError::Locked { retry_after });
+        }
+    }
     let right = match answer {
         Answer::Totp(code) => check_totp(state, user.id, &code, now).await?,
         Answer::RecoveryCode(code) => {
@@ -279,6 +283,7 @@ pub async fn verify_answer(
     Ok(Verified { user, pending: ticket.data, amr })
 }
 
+/// Audit a wrong answer and count it against the user.
 async fn wrong_answer(
     state: &AppState,
     origin: &Origin,
@@ -287,14 +292,7 @@ async fn wrong_answer(
     kind: SecondFactor,
     now: DateTime<Utc>,
 ) -> Result<(), Internal> {
-    state.metrics.login("mfa_failed");
-    audit::record(
-        &state.db,
-        now,
-        origin,
-        Event::new(EventKind::MfaFailed).subject(user.id).client(client_id).detail("factor", kind.as_str()),
-    )
-    .await;
+    audit_refusal(state, origin, user, client_id, kind, now).await;
     if let Some(until) = guard::failed(&state.db, user.id, now).await? {
         tracing::warn!(user_id = %user.id, "second step locked after repeated wrong answers");
         audit::record(
@@ -309,6 +307,28 @@ async fn wrong_answer(
         .await;
     }
     Ok(())
+}
+
+/// Audit a refused answer. A refused usernameless passkey sign-in stops
+/// here: it needed no password, and a signature cannot be guessed, so it
+/// does not count toward the user's lockout (which a stranger could
+/// otherwise trigger).
+async fn audit_refusal(
+    state: &AppState,
+    origin: &Origin,
+    user: &User,
+    client_id: &str,
+    kind: SecondFactor,
+    now: DateTime<Utc>,
+) {
+    state.metrics.login("mfa_failed");
+    audit::record(
+        &state.db,
+        now,
+        origin,
+        Event::new(EventKind::MfaFailed).subject(user.id).client(client_id).detail("factor", kind.as_str()),
+    )
+    .await;
 }
 
 /// Is `code` a current code of the user's TOTP app, not used before?
@@ -412,19 +432,16 @@ pub async fn finish_passkey_login(
         .await?
         .filter(|u| u.can_authenticate(now))
         .ok_or(MfaError::AccountUnavailable)?;
-    if let Some(retry_after) = guard::locked(&state.db, user.id, now).await? {
-        return Err(MfaError::Locked { retry_after });
-    }
     let passkey = stored_passkey(&factor).ok_or(MfaError::WrongAnswer)?;
     let result = match passkeys::finish_discoverable(rp, response, ceremony.data.state, &passkey) {
         Ok(r) => r,
         Err(e) => {
-            wrong_answer(state, origin, &user, client_id, SecondFactor::Passkey, now).await?;
+            audit_refusal(state, origin, &user, client_id, SecondFactor::Passkey, now).await;
             return Err(refused(e));
         }
     };
     if !record_passkey_use(state, user.id, &result, now).await? {
-        wrong_answer(state, origin, &user, client_id, SecondFactor::Passkey, now).await?;
+        audit_refusal(state, origin, &user, client_id, SecondFactor::Passkey, now).await;
         return Err(MfaError::WrongAnswer);
     }
     Ok(Verified { user, pending: ceremony.data.pending, amr: Amr::passkey() })

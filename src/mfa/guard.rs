@@ -1,5 +1,5 @@
 //! Second-factor guessing, limited per user in the database, so every
-//! replica counts toward the same limit: [`LIMIT`] wrong answers within
+//! replica counts toward the same limit: [`LIMIT`] wrong codes within
 //! [`WINDOW`] lock the user's second step for [`LOCKOUT`] (audited as
 //! `mfa_locked_out`). A six-digit code then takes, on average, years to
 //! guess. Per address, the in-memory limiter in `AppState` applies too.
