@@ -89,6 +89,13 @@ pub enum UsersCommand {
         #[arg(long = "role")]
         roles: Vec<String>,
     },
+    /// Remove every second factor (authenticator app, passkeys, recovery
+    /// codes) of a user who lost them, and end all their sessions: for an
+    /// admin no other admin can reset. Audited as `mfa_factors_reset` by `cli`.
+    ResetMfa {
+        #[arg(long)]
+        username: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -123,6 +130,9 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Healthcheck => healthcheck(&settings).await?,
         Command::Users(UsersCommand::Create { username, email, roles }) => {
             create_user(&settings, clock.as_ref(), &username, email.as_deref(), &roles).await?;
+        }
+        Command::Users(UsersCommand::ResetMfa { username }) => {
+            reset_mfa(&settings, clock.as_ref(), &username).await?;
         }
         Command::Clients(ClientsCommand::Create {
             name,
@@ -242,6 +252,27 @@ async fn create_user(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("created user {} ({})", user.username, user.id);
+    Ok(())
+}
+
+async fn reset_mfa(settings: &Settings, clock: &dyn Clock, username: &str) -> anyhow::Result<()> {
+    let db = startup::connect(settings).await?;
+    startup::prepare_schema(&db, settings).await?;
+    let key = crate::users::username::comparison_key(username);
+    let Some(user) = crate::users::repo::by_username_key(&db, &key).await? else {
+        bail!("no user {username:?}");
+    };
+    let tokens = crate::tokens::TokenSettings {
+        issuer: settings.issuer_for(settings.listen),
+        audience: settings.audience.clone(),
+        access_ttl: crate::clock::delta(settings.access_token_ttl),
+    };
+    let reach = crate::revocation::Reach::new(clock.now(), &tokens);
+    let origin = crate::refresh::Origin::default();
+    let (removed, ended) = crate::mfa::flow::reset(&db, reach, &origin, "cli", user.id)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("removed {removed} second factor(s) of {} and ended {ended} session(s)", user.username);
     Ok(())
 }
 

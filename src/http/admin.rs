@@ -662,7 +662,9 @@ impl AdminUsersApi {
         id: Path<Uuid>,
     ) -> Result<AdminOk<MfaReset>, ApiError> {
         let admin = auth.admin(&state)?;
-        let (removed, ended) = crate::mfa::flow::admin_reset(&state, &origin.0, admin.id, id.0).await?;
+        let reach = state.reach(state.now());
+        let (removed, ended) =
+            crate::mfa::flow::reset(&state.db, reach, &origin.0, &admin.id.to_string(), id.0).await?;
         Ok(AdminOk::Ok(Json(MfaReset { factors_removed: removed, sessions_ended: ended })))
     }
 

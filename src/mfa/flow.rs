@@ -743,28 +743,31 @@ pub async fn remove(
     Ok(end_other_sessions(state, user.id, keep, "mfa_factor_removed").await?)
 }
 
-/// An admin removes every factor of a user (a lost phone): their sessions
-/// all end, and their lockout is cleared.
-/// Returns how many factors were removed and how many sessions ended.
-pub async fn admin_reset(
-    state: &AppState,
+/// An admin (`DELETE /admin/users/{id}/mfa`, or an operator with
+/// `latchkey users reset-mfa`) removes every factor of a user who lost
+/// them: their sessions all end, and their lockout is cleared. `actor` is
+/// the admin's id, or `cli`. Returns how many factors were removed and how
+/// many sessions ended.
+pub async fn reset(
+    db: &sea_orm::DatabaseConnection,
+    reach: crate::revocation::Reach,
     origin: &Origin,
-    admin_id: Uuid,
+    actor: &str,
     user_id: Uuid,
 ) -> Result<(u64, u64), MfaError> {
-    if users::find(&state.db, user_id).await?.is_none() {
+    if users::find(db, user_id).await?.is_none() {
         return Err(MfaError::NotFound);
     }
-    let removed = repo::delete_all(&state.db, user_id).await?;
-    guard::clear(&state.db, user_id).await?;
-    let now = state.now();
-    let ended = cut_off::user(&state.db, state.reach(now), user_id, "mfa_factors_reset").await?;
+    let removed = repo::delete_all(db, user_id).await?;
+    guard::clear(db, user_id).await?;
+    let now = reach.now;
+    let ended = cut_off::user(db, reach, user_id, "mfa_factors_reset").await?;
     audit::record(
-        &state.db,
+        db,
         now,
         origin,
         Event::new(EventKind::MfaFactorsReset)
-            .actor(admin_id)
+            .actor(actor)
             .subject(user_id)
             .detail("factors_removed", removed)
             .detail("sessions_ended", ended),

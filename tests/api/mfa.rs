@@ -606,3 +606,22 @@ db_test!(async fn the_sign_in_page_asks_for_the_second_factor_and_acr_values_nee
 async fn tokens_for_user(app: &TestApp) -> Value {
     tokens(app, "user").await
 }
+
+db_test!(async fn an_operator_resets_the_factors_of_an_admin_nobody_else_can_rescue(backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("frank", PASSWORD).await;
+    let first = tokens(&app, "frank").await;
+    enrol_totp(&app, access(&first)).await;
+    mfa_required(&app, "frank").await;
+
+    let out = app.cli(&["users", "reset-mfa", "--username", "FRANK"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("removed 1 second factor(s)"));
+    // Every session ended; the password alone signs in again.
+    assert_error(app.refresh(first["refresh_token"].as_str().unwrap()).await, 401, "invalid_refresh_token").await;
+    assert_eq!(amr(access(&tokens(&app, "frank").await)), json!(["pwd"]));
+    assert!(event_kinds(&app).await.iter().any(|k| k == "mfa_factors_reset"));
+
+    let out = app.cli(&["users", "reset-mfa", "--username", "nobody"], None);
+    assert!(!out.status.success());
+});
