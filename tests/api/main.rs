@@ -18,6 +18,7 @@ mod admin_create_user;
 mod admin_scope;
 mod admin_users;
 mod browser_cookie;
+mod browser_mfa;
 mod browser_signin;
 mod browser_spa;
 mod cli;
