@@ -484,6 +484,17 @@ impl AuthorizeApi {
                 Some(cookies.set(SESSION, &session.cookie, session.ttl.num_seconds())),
             )
         };
+        let second_step = form.mfa_token.as_deref().is_some_and(|t| !t.is_empty());
+        let passkey = form.passkey_ceremony.as_deref().is_some_and(|c| !c.is_empty());
+        if second_step || passkey {
+            // The same per-address budget as the JSON API's second step.
+            let address = crate::ratelimit::address_key(origin.0.ip);
+            if let Err(seconds) = state.mfa_limiter.check(&address, state.now()) {
+                let error =
+                    FormError::general(format!("Too many attempts. Please try again in {seconds} seconds."));
+                return login_form(&state, req, &auth, &v, Some(&error));
+            }
+        }
         if let Some(ticket) = form.mfa_token.as_deref().filter(|t| !t.is_empty()) {
             let answer = second_step_answer(form.webauthn.as_deref(), form.code.as_deref());
             return match self.second_step(&state, req, &origin, &auth, &v, ticket, answer).await {

@@ -20,6 +20,7 @@ use super::cookies::CookieRequest;
 use super::error::ApiError;
 use super::origin::ClientOrigin;
 use super::security::BearerAuth;
+use super::validate::Storable;
 use crate::authn::{self, ADMIN_SCOPE, FIRST_PARTY_CLIENT_ID, SessionRequest};
 use crate::mfa::flow::{self, Answer};
 use crate::state::AppState;
@@ -107,7 +108,7 @@ pub enum Factors {
 #[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct TotpBegin {
     /// A name to tell it apart (default "Authenticator app").
-    #[oai(validator(max_length = 64))]
+    #[oai(validator(max_length = 64, custom = "Storable"))]
     pub name: Option<String>,
 }
 
@@ -141,7 +142,7 @@ pub struct TotpConfirm {
 #[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct PasskeyBegin {
     /// A name to tell it apart (default "Passkey").
-    #[oai(validator(max_length = 64))]
+    #[oai(validator(max_length = 64, custom = "Storable"))]
     pub name: Option<String>,
 }
 

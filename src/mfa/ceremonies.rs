@@ -113,11 +113,28 @@ pub async fn find<T: DeserializeOwned>(
 }
 
 /// Mark the ceremony finished. `false` when another request finished it
-/// first (or it expired or ran out of attempts meanwhile): the caller
-/// must then not act on it.
+/// first (or it expired meanwhile): the caller must then not act on it.
 pub async fn finish(db: &impl ConnectionTrait, now: DateTime<Utc>, id_hash: &[u8]) -> Result<bool, Internal> {
     let done = Ceremonies::update_many()
         .col_expr(Column::UsedAt, Expr::value(now))
+        .filter(Column::IdHash.eq(id_hash.to_vec()))
+        .filter(Column::UsedAt.is_null())
+        .filter(Column::ExpiresAt.gt(now))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// Charge one answer against the ticket before it is checked, in one
+/// conditional statement: `false` when the ticket is spent, expired or out
+/// of attempts, so parallel answers get [`MAX_ATTEMPTS`] checks in all.
+pub async fn charge_attempt(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    id_hash: &[u8],
+) -> Result<bool, Internal> {
+    let done = Ceremonies::update_many()
+        .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
         .filter(Column::IdHash.eq(id_hash.to_vec()))
         .filter(Column::UsedAt.is_null())
         .filter(Column::ExpiresAt.gt(now))
@@ -125,16 +142,6 @@ pub async fn finish(db: &impl ConnectionTrait, now: DateTime<Utc>, id_hash: &[u8
         .exec(db)
         .await?;
     Ok(done.rows_affected == 1)
-}
-
-/// Count a wrong answer against the ticket.
-pub async fn count_attempt(db: &impl ConnectionTrait, id_hash: &[u8]) -> Result<(), Internal> {
-    Ceremonies::update_many()
-        .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
-        .filter(Column::IdHash.eq(id_hash.to_vec()))
-        .exec(db)
-        .await?;
-    Ok(())
 }
 
 /// Delete ceremonies that expired before `before` (the purge).

@@ -245,12 +245,24 @@ pub async fn verify_answer(
         .filter(|u| u.can_authenticate(now))
         .ok_or(MfaError::AccountUnavailable)?;
     let kind = answer.kind();
-    // The lock stops guessing; a passkey's signature cannot be guessed, so
-    // a locked user can still answer with one.
-    if kind != SecondFactor::Passkey {
+    // Every answer is charged before it is checked (ticket and user), so
+    // answers sent in parallel get no more checks than answers sent one
+    // after the other. The lock stops guessing; a passkey's signature
+    // cannot be guessed, so a locked user can still answer with one.
+    let guessable = kind != SecondFactor::Passkey;
+    if guessable {
         if let Some(retry_after) = guard::locked(&state.db, user.id, now).await? {
             return Err(MfaError::Locked { retry_after });
         }
+    }
+    if !ceremonies::charge_attempt(&state.db, now, &ticket.id_hash).await? {
+        return Err(MfaError::InvalidTicket);
+    }
+    let charged = if guessable { guard::charge(&state.db, user.id, now).await? } else { 0 };
+    if charged > guard::LIMIT {
+        lock(state, origin, &user, client_id, now).await?;
+        let retry_after = u64::try_from(guard::LOCKOUT.num_seconds()).unwrap_or(900);
+        return Err(MfaError::Locked { retry_after });
     }
     let right = match answer {
         Answer::Totp(code) => check_totp(state, user.id, &code, now).await?,
@@ -271,8 +283,10 @@ pub async fn verify_answer(
         }
     };
     if !right {
-        ceremonies::count_attempt(&state.db, &ticket.id_hash).await?;
-        wrong_answer(state, origin, &user, client_id, kind, now).await?;
+        audit_refusal(state, origin, &user, client_id, kind, now).await;
+        if charged >= guard::LIMIT {
+            lock(state, origin, &user, client_id, now).await?;
+        }
         return Err(MfaError::WrongAnswer);
     }
     if !ceremonies::finish(&state.db, now, &ticket.id_hash).await? {
@@ -283,17 +297,16 @@ pub async fn verify_answer(
     Ok(Verified { user, pending: ticket.data, amr })
 }
 
-/// Audit a wrong answer and count it against the user.
-async fn wrong_answer(
+/// Lock the user's codes (the charged answers reached the limit); the
+/// replica whose call started the lockout audits it.
+async fn lock(
     state: &AppState,
     origin: &Origin,
     user: &User,
     client_id: &str,
-    kind: SecondFactor,
     now: DateTime<Utc>,
 ) -> Result<(), Internal> {
-    audit_refusal(state, origin, user, client_id, kind, now).await;
-    if let Some(until) = guard::failed(&state.db, user.id, now).await? {
+    if let Some(until) = guard::lock(&state.db, user.id, now).await? {
         tracing::warn!(user_id = %user.id, "second step locked after repeated wrong answers");
         audit::record(
             &state.db,

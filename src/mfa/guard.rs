@@ -29,13 +29,11 @@ pub async fn locked(
         .map(|until| Ord::max(u64::try_from((until - now).num_seconds()).unwrap_or(0), 1)))
 }
 
-/// Count a wrong answer. Returns the end of the lockout when this answer
-/// started one (exactly one concurrent caller gets it, to audit it).
-pub async fn failed(
-    db: &impl ConnectionTrait,
-    user_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>, Internal> {
+/// Charge one answer against the user *before* it is checked, so answers
+/// sent in parallel cannot all pass a check made before any failure was
+/// written. Returns the count in the window, this answer included; a right
+/// answer then clears it ([`succeeded`]).
+pub async fn charge(db: &impl ConnectionTrait, user_id: Uuid, now: DateTime<Utc>) -> Result<i32, Internal> {
     let fresh = mfa_guards::ActiveModel::from(mfa_guards::Model {
         user_id,
         failures: 0,
@@ -58,10 +56,17 @@ pub async fn failed(
         .filter(Column::UserId.eq(user_id))
         .exec(db)
         .await?;
-    let Some(row) = Guards::find_by_id(user_id).one(db).await? else { return Ok(None) };
-    if row.failures < LIMIT {
-        return Ok(None);
-    }
+    Ok(Guards::find_by_id(user_id).one(db).await?.map_or(0, |r| r.failures))
+}
+
+/// Lock the user's codes once [`LIMIT`] answers were charged and not
+/// cleared. Returns the end of the lockout when this call started it
+/// (exactly one concurrent caller gets it, to audit it).
+pub async fn lock(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, Internal> {
     let until = now + LOCKOUT;
     let started = Guards::update_many()
         .col_expr(Column::LockedUntil, Expr::value(until))

@@ -625,3 +625,23 @@ db_test!(async fn an_operator_resets_the_factors_of_an_admin_nobody_else_can_res
     let out = app.cli(&["users", "reset-mfa", "--username", "nobody"], None);
     assert!(!out.status.success());
 });
+
+db_test!(async fn parallel_guesses_get_no_more_checks_than_sequential_ones(backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("gina", PASSWORD).await;
+    let first = tokens(&app, "gina").await;
+    enrol_totp(&app, access(&first)).await;
+    let challenge = mfa_required(&app, "gina").await;
+    let guesses = (0..30).map(|_| login_mfa(&app, json!({"mfa_token": challenge["mfa_token"], "code": "000000"})));
+    let answers = futures_util::future::join_all(guesses).await;
+    let mut checked = 0;
+    for resp in answers {
+        let body: Value = resp.json().await.unwrap();
+        match body["error"].as_str().unwrap() {
+            "invalid_second_factor" => checked += 1,
+            "invalid_mfa_token" | "mfa_locked" => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(checked <= 5, "{checked} guesses were checked");
+});
