@@ -484,9 +484,9 @@ impl AuthorizeApi {
                 Some(cookies.set(SESSION, &session.cookie, session.ttl.num_seconds())),
             )
         };
-        let second_step = form.mfa_token.as_deref().is_some_and(|t| !t.is_empty());
+        let answering = form.mfa_token.as_deref().is_some_and(|t| !t.is_empty());
         let passkey = form.passkey_ceremony.as_deref().is_some_and(|c| !c.is_empty());
-        if second_step || passkey {
+        if answering || passkey {
             // The same per-address budget as the JSON API's second step.
             let address = crate::ratelimit::address_key(origin.0.ip);
             if let Err(seconds) = state.mfa_limiter.check(&address, state.now()) {
@@ -497,7 +497,7 @@ impl AuthorizeApi {
         }
         if let Some(ticket) = form.mfa_token.as_deref().filter(|t| !t.is_empty()) {
             let answer = second_step_answer(form.webauthn.as_deref(), form.code.as_deref());
-            return match self.second_step(&state, req, &origin, &auth, &v, ticket, answer).await {
+            return match second_step(&state, req, &origin, &auth, &v, ticket, answer).await {
                 Ok(session) => signed_in(session),
                 Err(page) => page,
             };
@@ -631,43 +631,43 @@ fn logout_error(e: LogoutError) -> AuthorizeResponse {
     }
 }
 
-impl AuthorizeApi {
-    /// The second-step form's submission: `Err` is the page to show,
-    /// `Ok` the new session.
-    #[allow(clippy::too_many_arguments)]
-    async fn second_step(
-        &self,
-        state: &AppState,
-        req: &Request,
-        origin: &ClientOrigin,
-        auth: &AuthorizationRequest,
-        v: &ValidAuthorization,
-        ticket: &str,
-        answer: Result<Answer, FormError>,
-    ) -> Result<browser::NewSession, AuthorizeResponse> {
-        let offered = match mfa::flow::offered(state, &v.client.client_id, ticket).await {
-            Ok(Some(offered)) => offered,
-            Ok(None) => {
-                let error = FormError::general("This sign-in has expired. Please sign in again.");
-                return Err(login_form(state, req, auth, v, Some(&error)));
-            }
-            Err(e) => return Err(AuthorizeResponse::internal(e)),
-        };
-        let again = |error: &FormError| {
-            second_step_form(state, req, auth, v, ticket, &offered.0, offered.1.as_ref(), Some(error))
-        };
-        let answer = answer.map_err(|e| again(&e))?;
-        match browser::finish_second_step(state, &origin.0, v, ticket, answer).await {
-            Ok(session) => Ok(session),
-            Err(SignInError::Mfa(MfaError::InvalidTicket)) => {
-                let error = FormError::general("This sign-in has expired. Please sign in again.");
-                Err(login_form(state, req, auth, v, Some(&error)))
-            }
-            Err(e) => match sign_in_problem(e, None, None) {
-                Ok(problem) => Err(again(&FormError { password: false, username: false, ..problem })),
-                Err(e) => Err(AuthorizeResponse::internal(e)),
-            },
+/// What the page says when the ticket of a second step is gone.
+const EXPIRED: &str = "This sign-in has expired. Please sign in again.";
+
+/// The second-step form's submission: `Err` is the page to show,
+/// `Ok` the new session.
+#[allow(clippy::too_many_arguments)]
+async fn second_step(
+    state: &AppState,
+    req: &Request,
+    origin: &ClientOrigin,
+    auth: &AuthorizationRequest,
+    v: &ValidAuthorization,
+    ticket: &str,
+    answer: Result<Answer, FormError>,
+) -> Result<browser::NewSession, AuthorizeResponse> {
+    let offered = match mfa::flow::offered(state, &v.client.client_id, ticket).await {
+        Ok(Some(offered)) => offered,
+        Ok(None) => {
+            let error = FormError::general(EXPIRED);
+            return Err(login_form(state, req, auth, v, Some(&error)));
         }
+        Err(e) => return Err(AuthorizeResponse::internal(e)),
+    };
+    let again = |error: &FormError| {
+        second_step_form(state, req, auth, v, ticket, &offered.0, offered.1.as_ref(), Some(error))
+    };
+    let answer = answer.map_err(|e| again(&e))?;
+    match browser::finish_second_step(state, &origin.0, v, ticket, answer).await {
+        Ok(session) => Ok(session),
+        Err(SignInError::Mfa(MfaError::InvalidTicket)) => {
+            let error = FormError::general(EXPIRED);
+            Err(login_form(state, req, auth, v, Some(&error)))
+        }
+        Err(e) => match sign_in_problem(e, None, None) {
+            Ok(problem) => Err(again(&FormError { password: false, username: false, ..problem })),
+            Err(e) => Err(AuthorizeResponse::internal(e)),
+        },
     }
 }
 

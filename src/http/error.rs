@@ -70,7 +70,7 @@ impl ErrorBody {
             mfa_token: Some(c.mfa_token.clone()),
             mfa_token_expires_in: Some(c.expires_in),
             factors: Some(c.factors.clone()),
-            webauthn: c.webauthn.as_ref().and_then(|w| serde_json::to_value(w).ok()),
+            webauthn: c.webauthn_json(),
             ..ErrorBody::new(error, description)
         }
     }

@@ -218,12 +218,9 @@ fn answer(
     recovery: Option<String>,
     webauthn: Option<serde_json::Value>,
 ) -> Result<Answer, ApiError> {
-    match (code, recovery, webauthn) {
-        (Some(code), None, None) => Ok(Answer::Totp(code)),
-        (None, Some(code), None) => Ok(Answer::RecoveryCode(code)),
-        (None, None, Some(w)) => Ok(Answer::Passkey(Box::new(credential(w)?))),
-        _ => Err(ApiError::validation("send exactly one of code, recovery_code and webauthn")),
-    }
+    let passkey = webauthn.map(credential).transpose()?;
+    Answer::one_of(code, recovery, passkey)
+        .ok_or_else(|| ApiError::validation("send exactly one of code, recovery_code and webauthn"))
 }
 
 /// The session to keep when a factor changes: the one of the request's token.
@@ -339,7 +336,6 @@ impl MfaApi {
         if delivery == TokenDelivery::Cookie {
             browser.check_origin(&state)?;
         }
-        crate::users::repo::touch_last_login(&state.db, verified.user.id, state.now()).await?;
         let grant = authn::complete_second_step(&state, &origin.0, FIRST_PARTY_CLIENT_ID, &verified).await?;
         Ok(auth::deliver(&state, delivery, grant))
     }

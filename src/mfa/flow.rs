@@ -166,6 +166,21 @@ pub enum Answer {
 }
 
 impl Answer {
+    /// The one answer a request carries, `None` unless exactly one of the
+    /// three was sent (every edge has the same rule).
+    pub fn one_of(
+        code: Option<String>,
+        recovery_code: Option<String>,
+        passkey: Option<PublicKeyCredential>,
+    ) -> Option<Answer> {
+        match (code, recovery_code, passkey) {
+            (Some(code), None, None) => Some(Answer::Totp(code)),
+            (None, Some(code), None) => Some(Answer::RecoveryCode(code)),
+            (None, None, Some(p)) => Some(Answer::Passkey(Box::new(p))),
+            _ => None,
+        }
+    }
+
     fn kind(&self) -> SecondFactor {
         match self {
             Answer::Totp(_) => SecondFactor::Totp,
@@ -457,6 +472,9 @@ pub async fn finish_passkey_login(
         audit_refusal(state, origin, &user, client_id, SecondFactor::Passkey, now).await;
         return Err(MfaError::WrongAnswer);
     }
+    // The sign-in is this one step: record it as a password sign-in's
+    // check does.
+    users::repo::touch_last_login(&state.db, user.id, now).await?;
     Ok(Verified { user, pending: ceremony.data.pending, amr: Amr::passkey() })
 }
 
@@ -522,18 +540,8 @@ pub async fn begin_totp(
     repo::insert(
         &state.db,
         repo::Factor {
-            id,
-            user_id: user.id,
-            kind: repo::TOTP.to_owned(),
-            name: name.unwrap_or("Authenticator app").to_owned(),
             secret: Some(sealed),
-            passkey: None,
-            credential_id: None,
-            confirmed: false,
-            last_used_step: None,
-            sign_count: 0,
-            created_at: now,
-            last_used_at: None,
+            ..repo::new_factor(id, user.id, repo::TOTP, name.unwrap_or("Authenticator app").to_owned(), now)
         },
     )
     .await?;
@@ -708,18 +716,10 @@ pub async fn finish_passkey(
     repo::insert(
         &state.db,
         repo::Factor {
-            id,
-            user_id: user.id,
-            kind: repo::PASSKEY.to_owned(),
-            name: ceremony.data.name,
-            secret: None,
             passkey: Some(serde_json::to_string(&passkey).map_err(anyhow::Error::from)?),
             credential_id: Some(credential_id),
             confirmed: true,
-            last_used_step: None,
-            sign_count: 0,
-            created_at: now,
-            last_used_at: None,
+            ..repo::new_factor(id, user.id, repo::PASSKEY, ceremony.data.name, now)
         },
     )
     .await?

@@ -19,6 +19,25 @@ pub const PASSKEY: &str = "passkey";
 
 pub type Factor = user_factors::Model;
 
+/// A new factor row of `kind`: unconfirmed, unused, no secret or passkey
+/// yet (the caller sets what its kind holds).
+pub fn new_factor(id: Uuid, user_id: Uuid, kind: &str, name: String, now: DateTime<Utc>) -> Factor {
+    Factor {
+        id,
+        user_id,
+        kind: kind.to_owned(),
+        name,
+        secret: None,
+        passkey: None,
+        credential_id: None,
+        confirmed: false,
+        last_used_step: None,
+        sign_count: 0,
+        created_at: now,
+        last_used_at: None,
+    }
+}
+
 /// A user's confirmed factors, oldest first.
 pub async fn confirmed(db: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<Factor>, Internal> {
     Ok(Factors::find()

@@ -280,7 +280,6 @@ pub async fn passkey_sign_in(
     let verified =
         finish_passkey_login(state, origin, crate::authn::FIRST_PARTY_CLIENT_ID, ceremony, credential)
             .await?;
-    users::repo::touch_last_login(&state.db, verified.user.id, state.now()).await?;
     Ok(start(state, origin, v, &verified.user, &verified.amr).await?)
 }
 

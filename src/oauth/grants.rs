@@ -146,15 +146,14 @@ async fn mfa(
     if let Err(seconds) = state.mfa_limiter.check(&address, state.now()) {
         return Err(OAuthError::throttled(seconds, "too many second-factor attempts; retry later"));
     }
-    let answer = match (&req.otp, &req.recovery_code, &req.webauthn) {
-        (Some(code), None, None) => Answer::Totp(code.clone()),
-        (None, Some(code), None) => Answer::RecoveryCode(code.clone()),
-        (None, None, Some(json)) => Answer::Passkey(Box::new(
-            serde_json::from_str(json)
-                .map_err(|_| OAuthError::invalid_request("webauthn is not a WebAuthn credential"))?,
-        )),
-        _ => return Err(OAuthError::invalid_request("send exactly one of otp, recovery_code and webauthn")),
-    };
+    let passkey = req
+        .webauthn
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|_| OAuthError::invalid_request("webauthn is not a WebAuthn credential"))?;
+    let answer = Answer::one_of(req.otp.clone(), req.recovery_code.clone(), passkey)
+        .ok_or_else(|| OAuthError::invalid_request("send exactly one of otp, recovery_code and webauthn"))?;
     let verified = flow::verify_answer(state, origin, &client.client_id, ticket, answer).await?;
     Ok(authn::complete_second_step(state, origin, &client.client_id, &verified).await?)
 }

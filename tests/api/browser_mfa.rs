@@ -33,10 +33,11 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::browser::{Chromium, Site, Tab, WAIT, issuer_url, js_string, spawn_tapped_with_admin};
+use crate::browser_signin::gallery;
 use crate::db_test;
 use crate::helpers::{Backend, TestApp};
 use crate::jwt;
-use crate::oauth_support::{Client, PASSWORD, admin_token, pkce_pair, register_client, token_basic};
+use crate::oauth_support::{Client, PASSWORD, admin_token, pkce_pair, token_basic};
 
 /// latchkey as `http://localhost:<port>` (a WebAuthn relying party) with
 /// an admin; returns the admin-API token.
@@ -52,22 +53,6 @@ async fn spawn_localhost_with_admin(backend: Backend) -> (TestApp, String) {
     assert!(app.state.issuer().starts_with("http://localhost:"), "{}", app.state.issuer());
     let admin = admin_token(&app).await;
     (app, admin)
-}
-
-/// A confidential client whose redirect URI is `site`'s callback.
-async fn gallery(app: &TestApp, admin: &str, site: &Site) -> Client {
-    register_client(
-        app,
-        admin,
-        json!({
-            "client_name": "Photo Gallery",
-            "redirect_uris": [site.url("/callback")],
-            "grant_types": ["authorization_code", "refresh_token"],
-            "scope": "openid profile",
-            "token_endpoint_auth_method": "client_secret_basic",
-        }),
-    )
-    .await
 }
 
 fn authorize_url(app: &TestApp, client: &Client, site: &Site, state: &str, challenge: &str) -> String {

@@ -12,7 +12,7 @@ use crate::helpers::{Backend, TestApp};
 use crate::oauth_support::{self, Client, PASSWORD, pkce_pair, register_client, token_basic};
 
 /// A confidential client whose redirect URI is `site`'s callback.
-async fn gallery(app: &TestApp, admin: &str, site: &Site) -> Client {
+pub(crate) async fn gallery(app: &TestApp, admin: &str, site: &Site) -> Client {
     register_client(
         app,
         admin,

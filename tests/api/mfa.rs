@@ -121,6 +121,13 @@ async fn event_kinds(app: &TestApp) -> Vec<String> {
     rows.into_iter().map(|r| r.kind).collect()
 }
 
+/// `GET /auth/mfa/factors`.
+async fn factors(app: &TestApp, token: &str) -> Value {
+    let resp = app.get_with_token("/auth/mfa/factors", token).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.unwrap()
+}
+
 fn amr(token: &str) -> Value {
     jwt::claims(token)["amr"].clone()
 }
@@ -143,16 +150,7 @@ db_test!(async fn an_authenticator_app_is_enrolled_then_required_and_its_codes_w
     )
     .await;
     assert_error(resp, 401, "invalid_second_factor").await;
-    let listed: Value = app
-        .client
-        .get(app.url("/auth/mfa/factors"))
-        .bearer_auth(access(&first))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = factors(&app, access(&first)).await;
     assert_eq!(listed["factors"], json!([]));
 
     let (secret, recovery) = enrol_totp(&app, access(&first)).await;
@@ -214,16 +212,7 @@ db_test!(async fn a_recovery_code_signs_in_once(backend) {
     let challenge = mfa_required(&app, "bob").await;
     let resp = login_mfa(&app, json!({"mfa_token": challenge["mfa_token"], "recovery_code": code})).await;
     assert_error(resp, 401, "invalid_second_factor").await;
-    let listed: Value = app
-        .client
-        .get(app.url("/auth/mfa/factors"))
-        .bearer_auth(access(&signed_in))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = factors(&app, access(&signed_in)).await;
     assert_eq!(listed["recovery_codes_left"], 9);
     assert_eq!(listed["factors"][0]["kind"], "totp");
 });
