@@ -461,6 +461,16 @@ pub fn profile_claims(user: &User, scope: &ScopeSet) -> serde_json::Map<String, 
     claims
 }
 
+/// The client a refresh is for, as the caller loaded it: `allowed` is what
+/// it may have now (see [`refresh`]), `require_mfa` its setting.
+#[derive(Clone, Copy, Debug)]
+pub struct Refresher<'a> {
+    pub client_id: &'a str,
+    pub allowed: &'a ScopeSet,
+    pub id_token_alg: SigningAlg,
+    pub require_mfa: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshFlowError {
     #[error(transparent)]
@@ -471,6 +481,10 @@ pub enum RefreshFlowError {
     /// The client may no longer have any scope of the grant: the family was ended.
     #[error("the client is no longer allowed any scope of this grant")]
     ScopeWithdrawn,
+    /// The session was signed in without a second factor, and the client or
+    /// the user's role now requires one: the family was ended.
+    #[error("this session was signed in without a second factor, which is now required: sign in again")]
+    MfaRequired,
     #[error(transparent)]
     Internal(#[from] Internal),
 }
@@ -487,12 +501,11 @@ pub enum RefreshFlowError {
 pub async fn refresh(
     state: &AppState,
     origin: &Origin,
-    client_id: &str,
+    refresher: &Refresher<'_>,
     presented: &str,
     narrow: Option<ScopeSet>,
-    allowed: &ScopeSet,
-    id_token_alg: SigningAlg,
 ) -> Result<TokenGrant, RefreshFlowError> {
+    let Refresher { client_id, allowed, id_token_alg, require_mfa } = *refresher;
     let now = state.now();
     let refreshed = match refresh::refresh(
         &state.db,
@@ -558,6 +571,14 @@ pub async fn refresh(
             .await?;
         return Err(RefreshFlowError::AccountUnavailable);
     };
+    // A second factor required after this session signed in without one
+    // (the client's `require_mfa` turned on, the user's role added to
+    // `LATCHKEY_MFA_REQUIRED_ROLES`) ends it here rather than let it mint
+    // tokens the policy would no longer give.
+    if !family.amr.is_mfa() && (require_mfa || mfa::flow::role_requires(state, &user)) {
+        cut_off::session(&state.db, state.reach(now), family.id, refresh::reason::MFA_REQUIRED).await?;
+        return Err(RefreshFlowError::MfaRequired);
+    }
     let granted = narrow.unwrap_or_else(|| ScopeSet::from_stored(&family.scope));
     let scope = granted.intersection(allowed);
     // Nothing left: the client lost every scope the user granted it. The
@@ -705,6 +726,24 @@ impl From<Internal> for PasswordChangeError {
     }
 }
 
+/// The signed-in `user` proves their current password again (a password
+/// change, enrolling a first second factor), through the same rate limits
+/// and lockout as a login.
+pub async fn confirm_password(
+    state: &AppState,
+    origin: &Origin,
+    user: &User,
+    current: &Password,
+) -> Result<(), PasswordChangeError> {
+    let checked = check_password(state, origin, FIRST_PARTY_CLIENT_ID, &user.username, current).await?;
+    if checked.id != user.id {
+        // The username now names someone else (the user was deleted and the
+        // name reused): the token's user is gone.
+        return Err(PasswordChangeError::WrongCurrentPassword);
+    }
+    Ok(())
+}
+
 /// A user changes their own password, proving the current one.
 ///
 /// The check goes through the same rate limits and lockout as a login. On
@@ -723,12 +762,7 @@ pub async fn change_password(
     new: &Password,
 ) -> Result<PasswordChange, PasswordChangeError> {
     use sea_orm::TransactionTrait;
-    let checked = check_password(state, origin, FIRST_PARTY_CLIENT_ID, &user.username, current).await?;
-    if checked.id != user.id {
-        // The username now names someone else (the user was deleted and the
-        // name reused): the token's user is gone.
-        return Err(PasswordChangeError::WrongCurrentPassword);
-    }
+    confirm_password(state, origin, user, current).await?;
     let hash = state.hasher.hash(new).await?;
     let now = state.now();
     let txn = state.db.begin().await.map_err(Internal::from)?;

@@ -211,6 +211,7 @@ impl From<RefreshFlowError> for Problem {
             RefreshFlowError::AccountUnavailable => {
                 Problem::new(Class::Unauthenticated, "account_unavailable", message)
             }
+            RefreshFlowError::MfaRequired => Problem::new(Class::Unauthenticated, "login_required", message),
         }
     }
 }
@@ -301,6 +302,7 @@ mod tests {
                 ErrorCode::InvalidScope,
             ),
             (RefreshFlowError::AccountUnavailable.into(), "account_unavailable", ErrorCode::InvalidGrant),
+            (RefreshFlowError::MfaRequired.into(), "login_required", ErrorCode::InvalidGrant),
             (
                 RefreshFlowError::Refresh(RefreshError::ContextChanged {
                     family_id: uuid::Uuid::nil(),

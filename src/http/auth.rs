@@ -522,16 +522,13 @@ impl AuthApi {
             return Err(ApiError::too_many_requests(seconds));
         }
         let allowed = authn::first_party_scope(&state.settings.user_scopes);
-        let grant = authn::refresh(
-            &state,
-            &origin.0,
-            FIRST_PARTY_CLIENT_ID,
-            presented,
-            None,
-            &allowed,
-            SigningAlg::Rs256,
-        )
-        .await?;
+        let refresher = authn::Refresher {
+            client_id: FIRST_PARTY_CLIENT_ID,
+            allowed: &allowed,
+            id_token_alg: SigningAlg::Rs256,
+            require_mfa: false,
+        };
+        let grant = authn::refresh(&state, &origin.0, &refresher, presented, None).await?;
         Ok(deliver(&state, body.0.delivery(), grant))
     }
 

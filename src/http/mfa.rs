@@ -110,6 +110,11 @@ pub struct TotpBegin {
     /// A name to tell it apart (default "Authenticator app").
     #[oai(validator(max_length = 64, custom = "Storable"))]
     pub name: Option<String>,
+    /// Your password. Required when your token's sign-in used no second
+    /// factor (your first factor, or the enrol-only token), so that a
+    /// stolen access token alone cannot add the thief's factor.
+    #[oai(validator(max_length = 1024))]
+    pub current_password: Option<String>,
 }
 
 /// A TOTP secret to add to an authenticator app; confirm it with a code.
@@ -144,6 +149,11 @@ pub struct PasskeyBegin {
     /// A name to tell it apart (default "Passkey").
     #[oai(validator(max_length = 64, custom = "Storable"))]
     pub name: Option<String>,
+    /// Your password. Required when your token's sign-in used no second
+    /// factor (your first factor, or the enrol-only token), so that a
+    /// stolen access token alone cannot add the thief's factor.
+    #[oai(validator(max_length = 1024))]
+    pub current_password: Option<String>,
 }
 
 #[derive(Object)]
@@ -239,6 +249,33 @@ async fn recent(state: &AppState, auth: &BearerAuth, user: &crate::users::User) 
             "mfa_required",
             "you have a second factor: sign in with it to change your factors",
         ));
+    }
+    Ok(())
+}
+
+/// Starting to add a factor: [`recent`], and the password when the token's
+/// sign-in used no second factor (checked when given in any case).
+async fn may_add(
+    state: &AppState,
+    auth: &BearerAuth,
+    origin: &ClientOrigin,
+    user: &crate::users::User,
+    current_password: Option<&str>,
+) -> Result<(), ApiError> {
+    recent(state, auth, user).await?;
+    let with_mfa = crate::mfa::Amr::from_claim(auth.0.claims.amr.as_deref()).is_mfa();
+    match current_password {
+        Some(given) => {
+            let current = crate::passwords::Password::presented(given).map_err(ApiError::validation)?;
+            authn::confirm_password(state, &origin.0, user, &current).await?;
+        }
+        None if !with_mfa => {
+            return Err(ApiError::forbidden(
+                "password_required",
+                "send your current_password to add a second factor to a password-only sign-in",
+            ));
+        }
+        None => {}
     }
     Ok(())
 }
@@ -367,16 +404,19 @@ impl MfaApi {
     /// changes until `/auth/mfa/totp/confirm` proves a first code. One
     /// authenticator app per user (`409 factor_exists`). Needs a sign-in
     /// within `LATCHKEY_MFA_REAUTH_WINDOW` (default 5 minutes), else `403
-    /// reauthentication_required`.
+    /// reauthentication_required`, and, unless that sign-in used a second
+    /// factor, `current_password` (`403 password_required`; a wrong one is
+    /// `403 invalid_credentials` and counts as a failed login).
     #[oai(path = "/mfa/totp", method = "post", operation_id = "beginTotp")]
     async fn begin_totp(
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
+        origin: ClientOrigin,
         body: Json<TotpBegin>,
     ) -> Result<TotpStartedResponse, ApiError> {
         let user = auth.enrolling()?;
-        recent(&state, &auth, user).await?;
+        may_add(&state, &auth, &origin, user, body.0.current_password.as_deref()).await?;
         let name = body.0.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
         let started = flow::begin_totp(&state, user, name).await?;
         Ok(TotpStartedResponse::Ok(Json(TotpStarted {
@@ -413,15 +453,18 @@ impl MfaApi {
     ///
     /// Pass `webauthn` to `navigator.credentials.create` and the result to
     /// `/auth/mfa/passkeys/finish`. Several passkeys per user are fine.
+    /// Needs a recent sign-in and, unless it used a second factor,
+    /// `current_password`, as for `/auth/mfa/totp`.
     #[oai(path = "/mfa/passkeys", method = "post", operation_id = "beginPasskey")]
     async fn begin_passkey(
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
+        origin: ClientOrigin,
         body: Json<PasskeyBegin>,
     ) -> Result<Started, ApiError> {
         let user = auth.enrolling()?;
-        recent(&state, &auth, user).await?;
+        may_add(&state, &auth, &origin, user, body.0.current_password.as_deref()).await?;
         let name =
             body.0.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or("Passkey").to_owned();
         let (ceremony, options) = flow::begin_passkey(&state, user, &name).await?;

@@ -102,6 +102,14 @@ impl BearerAuth {
                 "you have a second factor: sign in with it to use the admin API",
             ));
         }
+        // A token from before the admin role was added to
+        // LATCHKEY_MFA_REQUIRED_ROLES (its refreshes end, see authn::refresh).
+        if !with_mfa && user.has_role_in(&state.settings.mfa_required_roles) {
+            return Err(ApiError::forbidden(
+                "mfa_enrolment_required",
+                "your role requires a second factor: enrol one, then sign in with it to use the admin API",
+            ));
+        }
         Ok(user)
     }
 

@@ -71,9 +71,9 @@ pub enum SecondStep {
     NotNeeded,
 }
 
-fn role_requires(state: &AppState, user: &User) -> bool {
-    let required = &state.settings.mfa_required_roles;
-    user.role_names().iter().any(|r| required.iter().any(|q| q == r))
+/// Whether one of the user's roles is in `LATCHKEY_MFA_REQUIRED_ROLES`.
+pub fn role_requires(state: &AppState, user: &User) -> bool {
+    user.has_role_in(&state.settings.mfa_required_roles)
 }
 
 /// Decide the second step of a password sign-in by `user` for `client_id`.

@@ -41,16 +41,22 @@ use crate::users::{self, User};
 use webauthn_rs::prelude::PublicKeyCredential;
 
 /// What issuing a code needs besides the request: the issuer (RFC 9207
-/// `iss` in the redirect) and the code's lifetime.
+/// `iss` in the redirect), the code's lifetime, and the roles that need a
+/// second factor (`LATCHKEY_MFA_REQUIRED_ROLES`).
 #[derive(Clone, Copy, Debug)]
 pub struct CodeSettings<'a> {
     pub issuer: &'a str,
     pub ttl: TimeDelta,
+    pub mfa_roles: &'a [String],
 }
 
 impl<'a> CodeSettings<'a> {
     pub fn of(state: &'a AppState) -> Self {
-        CodeSettings { issuer: state.issuer(), ttl: crate::clock::delta(state.settings.auth_code_ttl) }
+        CodeSettings {
+            issuer: state.issuer(),
+            ttl: crate::clock::delta(state.settings.auth_code_ttl),
+            mfa_roles: &state.settings.mfa_required_roles,
+        }
     }
 }
 
@@ -63,10 +69,13 @@ pub struct SignedIn {
 }
 
 /// The browser session behind `cookie`, if it is live, its user may still
-/// sign in, and it satisfies `prompt` and `max_age`.
-pub async fn usable_session(
+/// sign in, and it satisfies `prompt`, `max_age` and the second factor that
+/// the client, `acr_values` or the user's role requires (a session signed in
+/// before that requirement began does not count: the user signs in again).
+async fn usable_session(
     db: &impl ConnectionTrait,
     now: DateTime<Utc>,
+    settings: CodeSettings<'_>,
     cookie: Option<&str>,
     v: &ValidAuthorization,
 ) -> Result<Option<SignedIn>, Internal> {
@@ -75,7 +84,9 @@ pub async fn usable_session(
     if !v.accepts_session(session.auth_time, now) || (v.requires_mfa() && !session.amr.is_mfa()) {
         return Ok(None);
     }
-    let user = users::find(db, session.user_id).await?.filter(|u| u.can_authenticate(now));
+    let user = users::find(db, session.user_id)
+        .await?
+        .filter(|u| u.can_authenticate(now) && (session.amr.is_mfa() || !u.has_role_in(settings.mfa_roles)));
     Ok(user.map(|user| SignedIn { user, auth_time: session.auth_time, amr: session.amr }))
 }
 
@@ -134,7 +145,7 @@ pub async fn on_request(
     v: &ValidAuthorization,
     session_cookie: Option<&str>,
 ) -> Result<Next, Internal> {
-    let session = usable_session(db, now, session_cookie, v).await?;
+    let session = usable_session(db, now, settings, session_cookie, v).await?;
     Ok(match session {
         Some(s) if v.client.is_confidential() => {
             Next::Redirect(issue_code(db, now, settings, v, s.user.id, s.auth_time, &s.amr).await?)
@@ -161,7 +172,7 @@ pub async fn continue_session(
     v: &ValidAuthorization,
     session_cookie: Option<&str>,
 ) -> Result<Option<String>, Internal> {
-    match usable_session(db, now, session_cookie, v).await? {
+    match usable_session(db, now, settings, session_cookie, v).await? {
         Some(s) => Ok(Some(issue_code(db, now, settings, v, s.user.id, s.auth_time, &s.amr).await?)),
         None => Ok(None),
     }

@@ -172,8 +172,13 @@ async fn refresh_token(
         .map(ScopeSet::parse)
         .transpose()
         .map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
-    Ok(authn::refresh(state, origin, &client.client_id, token, narrow, &client.scope, id_token_alg(client))
-        .await?)
+    let refresher = authn::Refresher {
+        client_id: &client.client_id,
+        allowed: &client.scope,
+        id_token_alg: id_token_alg(client),
+        require_mfa: client.require_mfa,
+    };
+    Ok(authn::refresh(state, origin, &refresher, token, narrow).await?)
 }
 
 /// RFC 6749 §4.4: a service acting for itself. `sub` is the client id; no

@@ -53,6 +53,7 @@ pub mod reason {
     pub const REVOKED: &str = "revoked";
     pub const SCOPE_WITHDRAWN: &str = "scope_withdrawn";
     pub const CONTEXT_CHANGED: &str = "context_changed";
+    pub const MFA_REQUIRED: &str = "mfa_required";
 }
 
 /// Lifetimes and limits of families.

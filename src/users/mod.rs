@@ -126,6 +126,11 @@ impl User {
         !self.disabled && !self.is_banned(now)
     }
 
+    /// Whether the user holds one of `roles` (names, as in settings).
+    pub fn has_role_in(&self, roles: &[String]) -> bool {
+        self.roles.iter().any(|r| roles.iter().any(|q| q == r.as_str()))
+    }
+
     pub fn role_names(&self) -> Vec<String> {
         self.roles.iter().map(|r| r.as_str().to_owned()).collect()
     }

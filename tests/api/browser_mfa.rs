@@ -193,15 +193,16 @@ async fn virtual_authenticator(
 
 /// Register a passkey from the page the tab is on (an issuer page), as a
 /// settings page would: the JSON API with the bearer token, and
-/// `navigator.credentials.create` in between. Returns what it saw.
-async fn register_passkey_in_page(tab: &Tab, access_token: &str) -> Value {
+/// `navigator.credentials.create` in between (a first factor: with the
+/// password too). Returns what it saw.
+async fn register_passkey_in_page(tab: &Tab, access_token: &str, password: &str) -> Value {
     let script = format!(
         r#"(async () => {{
   const token = {token};
   const bytes = s => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), c => c.charCodeAt(0));
   const encode = b => btoa(String.fromCharCode(...new Uint8Array(b))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   const headers = {{ "Content-Type": "application/json", "Authorization": "Bearer " + token }};
-  const begin = await fetch("/auth/mfa/passkeys", {{ method: "POST", headers, body: JSON.stringify({{ name: "Chromium" }}) }});
+  const begin = await fetch("/auth/mfa/passkeys", {{ method: "POST", headers, body: JSON.stringify({{ name: "Chromium", current_password: {password} }}) }});
   if (begin.status !== 200) {{
     return {{ step: "begin", status: begin.status, body: await begin.text() }};
   }}
@@ -236,6 +237,7 @@ async fn register_passkey_in_page(tab: &Tab, access_token: &str) -> Value {
   return {{ step: "finish", status: finish.status, body: await finish.text() }};
 }})()"#,
         token = js_string(access_token),
+        password = js_string(password),
     );
     tab.eval(&script).await
 }
@@ -257,7 +259,7 @@ db_test!(async fn chromium_registers_a_passkey_with_its_virtual_authenticator_an
     let (_, challenge) = pkce_pair();
     tab.goto(&authorize_url(&app, &client, &site, "unused", &challenge)).await;
     tab.wait_for_element("#username").await;
-    let registered = register_passkey_in_page(&tab, signed_in["access_token"].as_str().unwrap()).await;
+    let registered = register_passkey_in_page(&tab, signed_in["access_token"].as_str().unwrap(), PASSWORD).await;
     assert_eq!(registered["status"], 201, "the passkey is registered: {registered}");
     let credentials = tab
         .page
@@ -342,7 +344,7 @@ db_test!(async fn chromium_completes_the_second_step_with_an_authenticator_app_c
         .client
         .post(app.url("/auth/mfa/totp"))
         .bearer_auth(token)
-        .json(&json!({}))
+        .json(&json!({"current_password": PASSWORD}))
         .send()
         .await
         .unwrap()

@@ -20,6 +20,8 @@ use crate::jwt;
 use crate::oauth_support::{self, PASSWORD, register_client, token_basic};
 use crate::webauthn_soft::SoftAuthenticator;
 
+const ADMIN_PASSWORD: &str = "admin password 1";
+
 async fn post(app: &TestApp, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
     let mut req = app.client.post(app.url(path)).json(body);
     if let Some(token) = token {
@@ -53,8 +55,8 @@ fn code_now(app: &TestApp, secret: &[u8]) -> String {
 }
 
 /// Enrol an authenticator app; returns its secret and the recovery codes.
-async fn enrol_totp(app: &TestApp, token: &str) -> (Vec<u8>, Vec<String>) {
-    let resp = post(app, "/auth/mfa/totp", Some(token), &json!({})).await;
+async fn enrol_totp(app: &TestApp, token: &str, password: &str) -> (Vec<u8>, Vec<String>) {
+    let resp = post(app, "/auth/mfa/totp", Some(token), &json!({"current_password": password})).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let started: Value = resp.json().await.unwrap();
     let uri = started["otpauth_uri"].as_str().unwrap();
@@ -83,7 +85,13 @@ async fn enrol_totp(app: &TestApp, token: &str) -> (Vec<u8>, Vec<String>) {
 
 /// Register a passkey with `authenticator`.
 async fn enrol_passkey(app: &TestApp, token: &str, authenticator: &mut SoftAuthenticator) -> Value {
-    let resp = post(app, "/auth/mfa/passkeys", Some(token), &json!({"name": "laptop"})).await;
+    let resp = post(
+        app,
+        "/auth/mfa/passkeys",
+        Some(token),
+        &json!({"name": "laptop", "current_password": PASSWORD}),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let started: Value = resp.json().await.unwrap();
     let credential = authenticator.register(&started["webauthn"], app.state.issuer());
@@ -140,8 +148,19 @@ db_test!(async fn an_authenticator_app_is_enrolled_then_required_and_its_codes_w
     assert_eq!(jwt::claims(access(&first))["acr"], "urn:latchkey:acr:1fa");
     let other = tokens(&app, "alice").await;
 
+    // A password-only sign-in adds a first factor only with the password:
+    // the access token alone (stolen, say) does not.
+    let resp = post(&app, "/auth/mfa/totp", Some(access(&first)), &json!({})).await;
+    assert_error(resp, 403, "password_required").await;
+    let resp = post(&app, "/auth/mfa/passkeys", Some(access(&first)), &json!({})).await;
+    assert_error(resp, 403, "password_required").await;
+    let wrong = json!({"current_password": "not the password"});
+    assert_error(post(&app, "/auth/mfa/totp", Some(access(&first)), &wrong).await, 403, "invalid_credentials").await;
+
     // A wrong first code enrols nothing.
-    let started: Value = post(&app, "/auth/mfa/totp", Some(access(&first)), &json!({})).await.json().await.unwrap();
+    let with_password = json!({"current_password": PASSWORD});
+    let started: Value =
+        post(&app, "/auth/mfa/totp", Some(access(&first)), &with_password).await.json().await.unwrap();
     let resp = post(
         &app,
         "/auth/mfa/totp/confirm",
@@ -153,7 +172,7 @@ db_test!(async fn an_authenticator_app_is_enrolled_then_required_and_its_codes_w
     let listed = factors(&app, access(&first)).await;
     assert_eq!(listed["factors"], json!([]));
 
-    let (secret, recovery) = enrol_totp(&app, access(&first)).await;
+    let (secret, recovery) = enrol_totp(&app, access(&first), PASSWORD).await;
     assert_eq!(recovery.len(), 10);
     // The other session ended; the enrolling one goes on.
     assert_error(app.refresh(other["refresh_token"].as_str().unwrap()).await, 401, "invalid_refresh_token").await;
@@ -200,7 +219,7 @@ db_test!(async fn a_recovery_code_signs_in_once(backend) {
     let app = TestApp::spawn(backend).await;
     app.create_user("bob", PASSWORD).await;
     let first = tokens(&app, "bob").await;
-    let (_, recovery) = enrol_totp(&app, access(&first)).await;
+    let (_, recovery) = enrol_totp(&app, access(&first), PASSWORD).await;
     let code = recovery[0].to_uppercase();
 
     let challenge = mfa_required(&app, "bob").await;
@@ -222,7 +241,7 @@ db_test!(async fn an_mfa_ticket_of_the_password_grant_works_once_and_only_for_it
     let web = oauth_support::confidential(&app, &admin).await;
     let other = oauth_support::confidential(&app, &admin).await;
     let first = tokens(&app, "user").await;
-    let (secret, _) = enrol_totp(&app, access(&first)).await;
+    let (secret, _) = enrol_totp(&app, access(&first), PASSWORD).await;
 
     let password_grant =
         [("grant_type", "password"), ("username", "user"), ("password", PASSWORD)];
@@ -313,7 +332,7 @@ db_test!(async fn wrong_answers_lock_the_second_step_on_every_replica(backend) {
     let two = TestApp::builder(backend).on(one.db.clone()).clock(one.clock.clone()).spawn().await;
     one.create_user("dave", PASSWORD).await;
     let first = tokens(&one, "dave").await;
-    let (secret, _) = enrol_totp(&one, access(&first)).await;
+    let (secret, _) = enrol_totp(&one, access(&first), PASSWORD).await;
 
     for i in 0..5 {
         let app = if i % 2 == 0 { &one } else { &two };
@@ -345,7 +364,7 @@ db_test!(async fn admin_tokens_need_the_second_factor_an_admin_has(backend) {
     let resp = post(&app, "/auth/mfa/totp", Some(&admin), &json!({})).await;
     assert_error(resp, 403, "reauthentication_required").await;
     let admin = oauth_support::admin_token(&app).await;
-    let (secret, _) = enrol_totp(&app, &admin).await;
+    let (secret, _) = enrol_totp(&app, &admin, ADMIN_PASSWORD).await;
     // The token from before the enrolment lacks mfa: refused by the admin API.
     let resp = app.client.get(app.url("/admin/clients")).bearer_auth(&admin).send().await.unwrap();
     assert_error(resp, 403, "mfa_required").await;
@@ -369,7 +388,7 @@ db_test!(async fn admin_tokens_need_the_second_factor_an_admin_has(backend) {
 
     // An admin resets a user's factors: audited, sessions end, password alone works again.
     let user_tokens = tokens(&app, "user").await;
-    enrol_totp(&app, access(&user_tokens)).await;
+    enrol_totp(&app, access(&user_tokens), PASSWORD).await;
     mfa_required(&app, "user").await;
     let user_id = jwt::claims(access(&user_tokens))["sub"].as_str().unwrap().to_owned();
     let resp = app
@@ -415,7 +434,7 @@ db_test!(async fn a_required_role_signs_in_only_to_enrol_until_it_has_a_factor(b
     assert_error(resp, 403, "mfa_enrolment_required").await;
     assert_ne!(jwt::claims(token)["aud"], "latchkey", "no relying service accepts it");
 
-    let (secret, _) = enrol_totp(&app, token).await;
+    let (secret, _) = enrol_totp(&app, token, ADMIN_PASSWORD).await;
     let challenge = assert_error(
         app.post_json(
             "/auth/login",
@@ -453,7 +472,7 @@ db_test!(async fn a_client_that_requires_mfa_refuses_password_only_users(backend
     assert_eq!(resp.json::<Value>().await.unwrap()["error"], "mfa_enrolment_required");
 
     let first = tokens(&app, "user").await;
-    let (secret, _) = enrol_totp(&app, access(&first)).await;
+    let (secret, _) = enrol_totp(&app, access(&first), PASSWORD).await;
     let resp = token_basic(&app, &strict, &password_grant).await;
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "mfa_required");
@@ -493,7 +512,7 @@ db_test!(async fn a_relying_service_can_require_mfa_in_amr(backend) {
     assert!(!claims.has_mfa());
     assert!(latchkey_verify::poem_support::require_mfa(&claims).is_err());
 
-    let (secret, _) = enrol_totp(&app, access(&first)).await;
+    let (secret, _) = enrol_totp(&app, access(&first), PASSWORD).await;
     let challenge = mfa_required(&app, "erin").await;
     let resp = login_mfa(&app, json!({"mfa_token": challenge["mfa_token"], "code": code_now(&app, &secret)})).await;
     let signed_in: Value = resp.json().await.unwrap();
@@ -579,7 +598,7 @@ db_test!(async fn the_sign_in_page_asks_for_the_second_factor_and_acr_values_nee
 
     // With an authenticator app, the page asks for its code.
     let first = tokens_for_user(&app).await;
-    let (secret, _) = enrol_totp(&app, access(&first)).await;
+    let (secret, _) = enrol_totp(&app, access(&first), PASSWORD).await;
     let code = code_now(&app, &secret);
     let resp = page_sign_in(&browser, &url, Some(&code)).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
@@ -600,7 +619,7 @@ db_test!(async fn an_operator_resets_the_factors_of_an_admin_nobody_else_can_res
     let app = TestApp::spawn(backend).await;
     app.create_user("frank", PASSWORD).await;
     let first = tokens(&app, "frank").await;
-    enrol_totp(&app, access(&first)).await;
+    enrol_totp(&app, access(&first), PASSWORD).await;
     mfa_required(&app, "frank").await;
 
     let out = app.cli(&["users", "reset-mfa", "--username", "FRANK"], None);
@@ -619,7 +638,7 @@ db_test!(async fn parallel_guesses_get_no_more_checks_than_sequential_ones(backe
     let app = TestApp::spawn(backend).await;
     app.create_user("gina", PASSWORD).await;
     let first = tokens(&app, "gina").await;
-    enrol_totp(&app, access(&first)).await;
+    enrol_totp(&app, access(&first), PASSWORD).await;
     let challenge = mfa_required(&app, "gina").await;
     let guesses = (0..30).map(|_| login_mfa(&app, json!({"mfa_token": challenge["mfa_token"], "code": "000000"})));
     let answers = futures_util::future::join_all(guesses).await;
@@ -633,4 +652,81 @@ db_test!(async fn parallel_guesses_get_no_more_checks_than_sequential_ones(backe
         }
     }
     assert!(checked <= 5, "{checked} guesses were checked");
+});
+
+db_test!(async fn a_second_factor_required_later_ends_sessions_signed_in_without_one(backend) {
+    // A client turns on require_mfa while a user has a password-only
+    // refresh token of it and a browser session that signed in to it.
+    let (app, admin) = oauth_support::spawn_with_admin(backend).await;
+    let web = oauth_support::confidential(&app, &admin).await;
+    let password_grant = [("grant_type", "password"), ("username", "user"), ("password", PASSWORD)];
+    let resp = token_basic(&app, &web, &password_grant).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let granted: Value = resp.json().await.unwrap();
+    let browser = oauth_support::browser_for(&app);
+    let (_, challenge) = oauth_support::pkce_pair();
+    let pkce = [("code_challenge", challenge.as_str()), ("code_challenge_method", "S256"), ("scope", "openid")];
+    let url = oauth_support::authorize_url(&app, &web.id, &pkce);
+    assert_eq!(page_sign_in(&browser, &url, None).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(browser.get(&url).send().await.unwrap().status(), StatusCode::FOUND, "the session is remembered");
+
+    let resp = app
+        .client
+        .patch(app.url(&format!("/admin/clients/{}", web.id)))
+        .bearer_auth(&admin)
+        .json(&json!({"require_mfa": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // The refresh token no longer mints tokens, and its session is over.
+    let refresh = [("grant_type", "refresh_token"), ("refresh_token", granted["refresh_token"].as_str().unwrap())];
+    let resp = token_basic(&app, &web, &refresh).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let refused: Value = resp.json().await.unwrap();
+    assert_eq!(refused["error"], "invalid_grant");
+    assert!(refused["error_description"].as_str().unwrap().contains("second factor"), "{refused}");
+    let resp = token_basic(&app, &web, &refresh).await;
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    // The browser session does not count for this client any more: the form again.
+    let resp = browser.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.text().await.unwrap().contains("id=\"username\""));
+});
+
+db_test!(async fn a_role_required_later_ends_its_password_only_admin_sessions(backend) {
+    // Replica one predates the setting; replica two has the admin role in
+    // LATCHKEY_MFA_REQUIRED_ROLES (a rolling configuration change).
+    let one = TestApp::builder(backend)
+        .configure(|s| {
+            s.admin_username = Some("admin".into());
+            s.admin_password = Some(secrecy::SecretString::from(ADMIN_PASSWORD.to_owned()));
+        })
+        .spawn()
+        .await;
+    let issuer = one.state.issuer().to_owned();
+    let two = TestApp::builder(backend)
+        .on(one.db.clone())
+        .clock(one.clock.clone())
+        .configure(move |s| {
+            s.issuer = Some(issuer);
+            s.mfa_required_roles = vec!["admin".into()];
+        })
+        .spawn()
+        .await;
+    let resp = one
+        .post_json("/auth/login", &json!({"username": "admin", "password": ADMIN_PASSWORD, "scope": "latchkey:admin"}))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let admin: Value = resp.json().await.unwrap();
+    assert_eq!(amr(access(&admin)), json!(["pwd"]));
+
+    let resp = two.client.get(two.url("/admin/clients")).bearer_auth(access(&admin)).send().await.unwrap();
+    assert_error(resp, 403, "mfa_enrolment_required").await;
+    let resp = two.refresh(admin["refresh_token"].as_str().unwrap()).await;
+    let body = assert_error(resp, 401, "login_required").await;
+    assert!(body.error_description.contains("second factor"), "{}", body.error_description);
+    // Ended for good: the replica without the setting refuses it too.
+    assert_error(one.refresh(admin["refresh_token"].as_str().unwrap()).await, 401, "invalid_refresh_token").await;
 });
