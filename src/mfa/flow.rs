@@ -456,10 +456,7 @@ pub async fn finish_passkey_login(
     let Some(factor) = factor.filter(|f| f.user_id == user_id && f.confirmed) else {
         return Err(MfaError::WrongAnswer);
     };
-    let user = users::find(&state.db, user_id)
-        .await?
-        .filter(|u| u.can_authenticate(now))
-        .ok_or(MfaError::AccountUnavailable)?;
+    let user = users::find(&state.db, user_id).await?.ok_or(MfaError::WrongAnswer)?;
     let passkey = stored_passkey(&factor).ok_or(MfaError::WrongAnswer)?;
     let result = match passkeys::finish_discoverable(rp, response, ceremony.data.state, &passkey) {
         Ok(r) => r,
@@ -468,6 +465,11 @@ pub async fn finish_passkey_login(
             return Err(refused(e));
         }
     };
+    // Only a verified signature learns whether the account may sign in: a
+    // user id and credential id alone do not tell a disabled account apart.
+    if !user.can_authenticate(now) {
+        return Err(MfaError::AccountUnavailable);
+    }
     if !record_passkey_use(state, user.id, &result, now).await? {
         audit_refusal(state, origin, &user, client_id, SecondFactor::Passkey, now).await;
         return Err(MfaError::WrongAnswer);
@@ -634,7 +636,12 @@ async fn new_recovery_codes(
     let codes = recovery::generate();
     let key = recovery::key(&state.master);
     let hashes = codes.iter().map(|c| recovery::hash(&key, c)).collect();
-    repo::replace_recovery_codes(&state.db, user_id, hashes, now).await?;
+    // Two regenerations at once must leave one set of ten, not twenty.
+    use sea_orm::TransactionTrait;
+    let txn = state.db.begin().await?;
+    users::repo::lock(&txn, user_id).await?;
+    repo::replace_recovery_codes(&txn, user_id, hashes, now).await?;
+    txn.commit().await?;
     Ok(codes)
 }
 

@@ -42,6 +42,19 @@ pub async fn set_password_hash(
     Ok(())
 }
 
+/// Take the user's row lock for the rest of `txn` (a no-op update):
+/// changes to what hangs off the user that must not interleave (replacing
+/// their recovery codes) run one after the other on PostgreSQL. SQLite
+/// serializes writing transactions anyway.
+pub async fn lock(txn: &impl ConnectionTrait, id: Uuid) -> Result<()> {
+    Users::update_many()
+        .col_expr(users::Column::Id, Expr::col(users::Column::Id).into())
+        .filter(users::Column::Id.eq(id))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
 pub async fn touch_last_login(db: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<()> {
     Users::update_many()
         .col_expr(users::Column::LastLoginAt, Expr::value(now))

@@ -234,6 +234,19 @@ db_test!(async fn a_recovery_code_signs_in_once(backend) {
     let listed = factors(&app, access(&signed_in)).await;
     assert_eq!(listed["recovery_codes_left"], 9);
     assert_eq!(listed["factors"][0]["kind"], "totp");
+
+    // New codes, asked for four times at once: one set of ten is left, and
+    // the old codes are gone.
+    let token = access(&signed_in);
+    let empty = json!({});
+    let asks = (0..4).map(|_| post(&app, "/auth/mfa/recovery-codes", Some(token), &empty));
+    for resp in futures_util::future::join_all(asks).await {
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert_eq!(factors(&app, token).await["recovery_codes_left"], 10);
+    let challenge = mfa_required(&app, "bob").await;
+    let resp = login_mfa(&app, json!({"mfa_token": challenge["mfa_token"], "recovery_code": recovery[1]})).await;
+    assert_error(resp, 401, "invalid_second_factor").await;
 });
 
 db_test!(async fn an_mfa_ticket_of_the_password_grant_works_once_and_only_for_its_client(backend) {
@@ -325,7 +338,44 @@ db_test!(async fn passkeys_enrol_sign_in_and_a_cloned_authenticator_is_refused(b
     let assertion = key.assert(&challenge["webauthn"], app.state.issuer());
     let resp = login_mfa(&app, json!({"mfa_token": challenge["mfa_token"], "webauthn": assertion})).await;
     assert_eq!(resp.status(), StatusCode::OK);
+
+    // A disabled account: only a valid signature learns that it is disabled.
+    disable(&app, "carol").await;
+    let signed = |mut assertion: Value, tamper: bool| {
+        if tamper {
+            let signature = assertion["response"]["signature"].as_str().unwrap();
+            let flipped = if signature.starts_with('A') { "B" } else { "A" };
+            assertion["response"]["signature"] = json!(format!("{flipped}{}", &signature[1..]));
+        }
+        assertion
+    };
+    let started: Value = app.post_json("/auth/passkey/login/begin", &json!({})).await.json().await.unwrap();
+    let forged = signed(key.assert(&started["webauthn"], app.state.issuer()), true);
+    let resp = app
+        .post_json("/auth/passkey/login/finish", &json!({"ceremony": started["ceremony"], "credential": forged}))
+        .await;
+    assert_error(resp, 401, "invalid_second_factor").await;
+    let started: Value = app.post_json("/auth/passkey/login/begin", &json!({})).await.json().await.unwrap();
+    let genuine = signed(key.assert(&started["webauthn"], app.state.issuer()), false);
+    let resp = app
+        .post_json("/auth/passkey/login/finish", &json!({"ceremony": started["ceremony"], "credential": genuine}))
+        .await;
+    assert_error(resp, 403, "account_unavailable").await;
 });
+
+/// Disable a user's account in the database, as an admin would.
+async fn disable(app: &TestApp, username: &str) {
+    use latchkey::entities::users::{Column, Entity};
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let done = Entity::update_many()
+        .col_expr(Column::Disabled, Expr::value(true))
+        .filter(Column::Username.eq(username))
+        .exec(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(done.rows_affected, 1);
+}
 
 db_test!(async fn wrong_answers_lock_the_second_step_on_every_replica(backend) {
     let one = TestApp::spawn(backend).await;
