@@ -48,7 +48,7 @@ pub async fn set_password_hash(
 /// serializes writing transactions anyway.
 pub async fn lock(txn: &impl ConnectionTrait, id: Uuid) -> Result<()> {
     Users::update_many()
-        .col_expr(users::Column::Id, Expr::col(users::Column::Id).into())
+        .col_expr(users::Column::Id, Expr::col(users::Column::Id))
         .filter(users::Column::Id.eq(id))
         .exec(txn)
         .await?;
