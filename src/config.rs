@@ -346,7 +346,7 @@ pub struct Settings {
     /// adding or removing a second factor needs a sign-in at most this many seconds old
     #[arg(long = "mfa-reauth-window", default_value = "300", value_parser = seconds(30, DAY))]
     pub mfa_reauth_window: Duration,
-    /// second-factor answers per minute per client address, in bursts of as many (0: unlimited); per user, 5 wrong answers in 15 minutes lock the second step for 15 minutes on every replica
+    /// second-factor answers per minute per client address, in bursts of as many (0: unlimited); starting a passkey sign-in has a budget of this size of its own; per user, 5 wrong answers in 15 minutes lock the second step for 15 minutes on every replica
     #[arg(long, default_value = "30", value_parser = integer::<u32>(0, u64::from(u32::MAX)))]
     pub mfa_rate_per_ip: u32,
     /// how often the purge job deletes dead rows, seconds

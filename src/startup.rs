@@ -287,6 +287,7 @@ impl Application {
         let state = AppState::new(Inner {
             login_guard,
             mfa_limiter: RateLimiter::per_minute(settings.mfa_rate_per_ip),
+            passkey_begin_limiter: RateLimiter::per_minute(settings.mfa_rate_per_ip),
             webauthn,
             token_limiter: RateLimiter::per_minute(settings.token_rate_per_ip),
             register_limiter: RateLimiter::per_hour(settings.register_rate_per_ip),

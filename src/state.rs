@@ -38,8 +38,11 @@ pub struct Inner {
     pub token_limiter: RateLimiter,
     /// `POST /auth/register`, per address.
     pub register_limiter: RateLimiter,
-    /// Second-factor answers and passkey sign-ins, per address.
+    /// Second-factor answers and finished passkey sign-ins, per address.
     pub mfa_limiter: RateLimiter,
+    /// Started passkey sign-ins (each stores a ceremony), per address: a
+    /// budget of its own, so starting them cannot use up the answers'.
+    pub passkey_begin_limiter: RateLimiter,
     /// The WebAuthn relying party (the issuer's host), or why passkeys are off.
     pub webauthn: Result<webauthn_rs::Webauthn, String>,
     pub metrics: Metrics,

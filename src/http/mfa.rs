@@ -218,8 +218,16 @@ fn webauthn_json<T: serde::Serialize>(options: &T) -> Result<serde_json::Value, 
 }
 
 fn limited(state: &AppState, origin: &ClientOrigin) -> Result<(), ApiError> {
+    limited_by(&state.mfa_limiter, state, origin)
+}
+
+fn limited_by(
+    limiter: &crate::ratelimit::RateLimiter,
+    state: &AppState,
+    origin: &ClientOrigin,
+) -> Result<(), ApiError> {
     let address = crate::ratelimit::address_key(origin.0.ip);
-    state.mfa_limiter.check(&address, state.now()).map_err(ApiError::too_many_requests)
+    limiter.check(&address, state.now()).map_err(ApiError::too_many_requests)
 }
 
 /// The answer in a second-step request: exactly one kind.
@@ -328,7 +336,7 @@ impl MfaApi {
         browser: CookieRequest,
         body: Json<PasskeyLoginBegin>,
     ) -> Result<Started, ApiError> {
-        limited(&state, &origin)?;
+        limited_by(&state.passkey_begin_limiter, &state, &origin)?;
         let req = body.0;
         let delivery = req.token_delivery.unwrap_or_default();
         let scope = auth::login_scope(&state, req.scope.as_deref())?;

@@ -780,3 +780,20 @@ db_test!(async fn a_role_required_later_ends_its_password_only_admin_sessions(ba
     // Ended for good: the replica without the setting refuses it too.
     assert_error(one.refresh(admin["refresh_token"].as_str().unwrap()).await, 401, "invalid_refresh_token").await;
 });
+
+db_test!(async fn starting_passkey_sign_ins_does_not_use_up_the_answers_budget(backend) {
+    let app = TestApp::builder(backend).localhost().configure(|s| s.mfa_rate_per_ip = 3).spawn().await;
+    app.create_user("hana", PASSWORD).await;
+    let first = tokens(&app, "hana").await;
+    let (secret, _) = enrol_totp(&app, access(&first), PASSWORD).await;
+
+    for _ in 0..3 {
+        assert_eq!(app.post_json("/auth/passkey/login/begin", &json!({})).await.status(), StatusCode::OK);
+    }
+    let resp = app.post_json("/auth/passkey/login/begin", &json!({})).await;
+    assert_error(resp, 429, "rate_limited").await;
+    // The second step of a password sign-in still has its own three answers.
+    let challenge = mfa_required(&app, "hana").await;
+    let resp = login_mfa(&app, json!({"mfa_token": challenge["mfa_token"], "code": code_now(&app, &secret)})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+});
