@@ -658,12 +658,18 @@ async fn second_step(
         second_step_form(state, req, auth, v, ticket, &offered.0, offered.1.as_ref(), Some(error))
     };
     let answer = answer.map_err(|e| again(&e))?;
+    let by_passkey = matches!(answer, Answer::Passkey(_));
     match browser::finish_second_step(state, &origin.0, v, ticket, answer).await {
         Ok(session) => Ok(session),
         Err(SignInError::Mfa(MfaError::InvalidTicket)) => {
             let error = FormError::general(EXPIRED);
             Err(login_form(state, req, auth, v, Some(&error)))
         }
+        Err(SignInError::Mfa(MfaError::WrongAnswer)) => Err(again(&FormError::general(if by_passkey {
+            "Your passkey was not accepted. Try again, or enter a code."
+        } else {
+            "That code did not work. Check your authenticator app and try again."
+        }))),
         Err(e) => match sign_in_problem(e, None, None) {
             Ok(problem) => Err(again(&FormError { password: false, username: false, ..problem })),
             Err(e) => Err(AuthorizeResponse::internal(e)),

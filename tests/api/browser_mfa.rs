@@ -32,7 +32,9 @@ use chromiumoxide::cdp::js_protocol::runtime::EventExceptionThrown;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::browser::{Chromium, Site, Tab, WAIT, issuer_url, js_string, spawn_tapped_with_admin};
+use crate::browser::{
+    Chromium, Site, Tab, WAIT, issuer_url, js_string, keep_screenshot, spawn_tapped_with_admin,
+};
 use crate::browser_signin::gallery;
 use crate::db_test;
 use crate::helpers::{Backend, TestApp};
@@ -283,6 +285,11 @@ db_test!(async fn chromium_registers_a_passkey_with_its_virtual_authenticator_an
     assert!(tab.text("button[data-passkey]").await.contains("Use your passkey"));
     // Registering the passkey gave recovery codes too: a field for one.
     tab.wait_for_usable("#code").await;
+    if backend == Backend::Sqlite {
+        // The README's screenshot of the second step.
+        tab.viewport(1280, 800, false).await;
+        keep_screenshot("two-step-desktop.png", &tab.screenshot().await, 1280);
+    }
     tab.click("button[data-passkey]").await;
 
     // Assert 1: a code for the client, and the tokens say how.
@@ -400,6 +407,11 @@ db_test!(async fn chromium_completes_the_second_step_with_an_authenticator_app_c
         "the code field is marked invalid"
     );
     assert!(tab.network.last("GET", &site.url("/callback")).is_none(), "no code was issued");
+    if backend == Backend::Sqlite {
+        tab.viewport(390, 844, true).await;
+        keep_screenshot("two-step-error-phone.png", &tab.screenshot().await, 390);
+        tab.viewport(1280, 800, false).await;
+    }
 
     // Act: the right code.
     tab.fill("#code", &code_at(app.state.now().timestamp())).await;
