@@ -576,7 +576,19 @@ pub async fn refresh(
     // `LATCHKEY_MFA_REQUIRED_ROLES`) ends it here rather than let it mint
     // tokens the policy would no longer give.
     if !family.amr.is_mfa() && (require_mfa || mfa::flow::role_requires(state, &user)) {
-        cut_off::session(&state.db, state.reach(now), family.id, refresh::reason::MFA_REQUIRED).await?;
+        if cut_off::session(&state.db, state.reach(now), family.id, refresh::reason::MFA_REQUIRED).await? {
+            audit::record(
+                &state.db,
+                now,
+                origin,
+                Event::new(EventKind::FamilyRevoked)
+                    .subject(user.id)
+                    .client(client_id)
+                    .detail("family_id", family.id.to_string())
+                    .detail("reason", refresh::reason::MFA_REQUIRED),
+            )
+            .await;
+        }
         return Err(RefreshFlowError::MfaRequired);
     }
     let granted = narrow.unwrap_or_else(|| ScopeSet::from_stored(&family.scope));
@@ -812,6 +824,16 @@ pub struct Principal {
     /// Admin-scope tokens only: the user has a second factor, so the
     /// token must show one (`amr` has `mfa`).
     pub mfa_enrolled: bool,
+    /// The user's role is in `LATCHKEY_MFA_REQUIRED_ROLES`: a token without
+    /// `mfa` (from before the requirement) only enrols.
+    pub mfa_required_by_role: bool,
+}
+
+impl Principal {
+    /// The sign-in behind the token used a second factor.
+    pub fn with_mfa(&self) -> bool {
+        self.claims.amr.as_ref().is_some_and(|amr| amr.iter().any(|m| m == "mfa"))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -835,7 +857,7 @@ pub async fn authenticate_bearer(state: &AppState, token: &str) -> Result<Princi
         return Err(BearerError::Revoked);
     }
     if claims.is_client_token() {
-        return Ok(Principal { claims, user: None, mfa_enrolled: false });
+        return Ok(Principal { claims, user: None, mfa_enrolled: false, mfa_required_by_role: false });
     }
     let user_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::Malformed)?;
     let user = users::find(&state.db, user_id)
@@ -845,5 +867,6 @@ pub async fn authenticate_bearer(state: &AppState, token: &str) -> Result<Princi
     // One query, for admin tokens only.
     let mfa_enrolled =
         claims.scopes().any(|s| s == ADMIN_SCOPE) && mfa::repo::has_any(&state.db, user.id).await?;
-    Ok(Principal { claims, user: Some(user), mfa_enrolled })
+    let mfa_required_by_role = mfa::flow::role_requires(state, &user);
+    Ok(Principal { claims, user: Some(user), mfa_enrolled, mfa_required_by_role })
 }

@@ -505,7 +505,9 @@ impl AuthApi {
     /// A refresh from another network block or another browser than the
     /// last one is audited (`refresh_context_changed`); with
     /// `LATCHKEY_REFRESH_CONTEXT_POLICY=end_session` it ends the session
-    /// instead (401 `session_context_changed`: sign in again).
+    /// instead (401 `session_context_changed`: sign in again). A session
+    /// signed in without a second factor ends once the user's role requires
+    /// one (401 `login_required`: sign in again, with a factor).
     /// In cookie mode the token comes from the refresh cookie and the new one
     /// is set there.
     #[oai(path = "/refresh", method = "post", operation_id = "refresh")]

@@ -668,7 +668,7 @@ async fn second_step(
         Err(SignInError::Mfa(MfaError::WrongAnswer)) => Err(again(&FormError::general(if by_passkey {
             "Your passkey was not accepted. Try again, or enter a code."
         } else {
-            "That code did not work. Check your authenticator app and try again."
+            "That code did not work. Check the code and try again."
         }))),
         Err(e) => match sign_in_problem(e, None, None) {
             Ok(problem) => Err(again(&FormError { password: false, username: false, ..problem })),

@@ -56,7 +56,12 @@ impl BearerAuth {
     /// through `/oauth/userinfo`, within their scopes.
     pub fn account(&self) -> Result<&User, ApiError> {
         let user = self.enrolling()?;
-        if self.0.claims.scopes().any(|s| s == crate::mfa::ENROL_SCOPE) {
+        // The enrol-only token, or one from before the user's role required
+        // a second factor (a password change would otherwise keep minting
+        // full tokens for it).
+        let enrol_only = self.0.claims.scopes().any(|s| s == crate::mfa::ENROL_SCOPE)
+            || (self.0.mfa_required_by_role && !self.0.with_mfa());
+        if enrol_only {
             return Err(ApiError::forbidden(
                 "mfa_enrolment_required",
                 "this token can only enrol a second factor (/auth/mfa/*); enrol one, then sign in again",
@@ -95,7 +100,7 @@ impl BearerAuth {
                 "sign in to latchkey with scope latchkey:admin to use the admin API",
             ));
         }
-        let with_mfa = claims.amr.as_ref().is_some_and(|amr| amr.iter().any(|m| m == "mfa"));
+        let with_mfa = self.0.with_mfa();
         if self.0.mfa_enrolled && !with_mfa {
             return Err(ApiError::forbidden(
                 "mfa_required",
@@ -104,7 +109,7 @@ impl BearerAuth {
         }
         // A token from before the admin role was added to
         // LATCHKEY_MFA_REQUIRED_ROLES (its refreshes end, see authn::refresh).
-        if !with_mfa && user.has_role_in(&state.settings.mfa_required_roles) {
+        if !with_mfa && self.0.mfa_required_by_role {
             return Err(ApiError::forbidden(
                 "mfa_enrolment_required",
                 "your role requires a second factor: enrol one, then sign in with it to use the admin API",

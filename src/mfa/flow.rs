@@ -585,11 +585,10 @@ pub async fn confirm_totp(
     let factor = repo::pending_totp(&state.db, user.id, factor_id).await?.ok_or(MfaError::NotFound)?;
     let secret = unseal_totp(state, &factor)?;
     let step = totp::matching_step(&secret, code, unix(now)).ok_or(MfaError::WrongAnswer)?;
-    let first = !repo::has_any(&state.db, user.id).await?;
     if !repo::use_totp_step(&state.db, factor.id, i64::try_from(step).unwrap_or(i64::MAX), now).await? {
         return Err(MfaError::WrongAnswer);
     }
-    enrolled(state, origin, user, keep, factor.id, repo::TOTP, first).await
+    enrolled(state, origin, user, keep, factor.id, repo::TOTP).await
 }
 
 async fn enrolled(
@@ -599,10 +598,9 @@ async fn enrolled(
     keep: Option<Uuid>,
     factor_id: Uuid,
     kind: &str,
-    first: bool,
 ) -> Result<Enrolled, MfaError> {
     let now = state.now();
-    let recovery_codes = if first { Some(new_recovery_codes(state, user.id, now).await?) } else { None };
+    let recovery_codes = issue_recovery_codes(state, user.id, now, CodesFor::FirstFactor).await?;
     audit::record(
         &state.db,
         now,
@@ -628,21 +626,39 @@ async fn end_other_sessions(
     cut_off::other_sessions(&state.db, state.reach(now), user_id, keep, why).await
 }
 
-async fn new_recovery_codes(
+/// Why recovery codes are issued.
+enum CodesFor {
+    /// A factor was added: codes only if the user has none yet.
+    FirstFactor,
+    /// The user asked for new ones: needs a factor.
+    Regenerate,
+}
+
+/// Issue recovery codes under the user's row lock, which every change to
+/// a user's set of codes takes (see also [`remove`], [`reset`]): two
+/// regenerations at once leave one set of ten, not twenty; two first
+/// factors at once give codes once; removing the last factor while new
+/// codes are made leaves no codes behind.
+async fn issue_recovery_codes(
     state: &AppState,
     user_id: Uuid,
     now: DateTime<Utc>,
-) -> Result<Vec<String>, Internal> {
+    why: CodesFor,
+) -> Result<Option<Vec<String>>, MfaError> {
+    use sea_orm::TransactionTrait;
+    let txn = state.db.begin().await.map_err(Internal::from)?;
+    users::repo::lock(&txn, user_id).await?;
+    match why {
+        CodesFor::FirstFactor if repo::has_recovery_codes(&txn, user_id).await? => return Ok(None),
+        CodesFor::Regenerate if !repo::has_any(&txn, user_id).await? => return Err(MfaError::NoFactor),
+        _ => {}
+    }
     let codes = recovery::generate();
     let key = recovery::key(&state.master);
     let hashes = codes.iter().map(|c| recovery::hash(&key, c)).collect();
-    // Two regenerations at once must leave one set of ten, not twenty.
-    use sea_orm::TransactionTrait;
-    let txn = state.db.begin().await?;
-    users::repo::lock(&txn, user_id).await?;
     repo::replace_recovery_codes(&txn, user_id, hashes, now).await?;
-    txn.commit().await?;
-    Ok(codes)
+    txn.commit().await.map_err(Internal::from)?;
+    Ok(Some(codes))
 }
 
 /// New recovery codes (the old ones stop working). Needs a factor.
@@ -652,11 +668,9 @@ pub async fn regenerate_recovery_codes(
     user: &User,
     keep: Option<Uuid>,
 ) -> Result<(Vec<String>, u64), MfaError> {
-    if !repo::has_any(&state.db, user.id).await? {
-        return Err(MfaError::NoFactor);
-    }
     let now = state.now();
-    let codes = new_recovery_codes(state, user.id, now).await?;
+    let codes =
+        issue_recovery_codes(state, user.id, now, CodesFor::Regenerate).await?.ok_or(MfaError::NoFactor)?;
     audit::record(
         &state.db,
         now,
@@ -718,7 +732,6 @@ pub async fn finish_passkey(
     if repo::passkey_by_credential(&state.db, &credential_id).await?.is_some() {
         return Err(MfaError::PasskeyExists);
     }
-    let first = !repo::has_any(&state.db, user.id).await?;
     let id = Uuid::now_v7();
     repo::insert(
         &state.db,
@@ -731,7 +744,7 @@ pub async fn finish_passkey(
     )
     .await?
     .ok_or(MfaError::PasskeyExists)?;
-    enrolled(state, origin, user, keep, id, repo::PASSKEY, first).await
+    enrolled(state, origin, user, keep, id, repo::PASSKEY).await
 }
 
 /// Remove one of the user's factors. Removing the last one also removes
@@ -743,12 +756,16 @@ pub async fn remove(
     keep: Option<Uuid>,
     factor_id: Uuid,
 ) -> Result<u64, MfaError> {
-    if !repo::delete(&state.db, user.id, factor_id).await? {
+    use sea_orm::TransactionTrait;
+    let txn = state.db.begin().await.map_err(Internal::from)?;
+    users::repo::lock(&txn, user.id).await?;
+    if !repo::delete(&txn, user.id, factor_id).await? {
         return Err(MfaError::NotFound);
     }
-    if !repo::has_any(&state.db, user.id).await? {
-        repo::delete_recovery_codes(&state.db, user.id).await?;
+    if !repo::has_any(&txn, user.id).await? {
+        repo::delete_recovery_codes(&txn, user.id).await?;
     }
+    txn.commit().await.map_err(Internal::from)?;
     let now = state.now();
     audit::record(
         &state.db,
@@ -778,7 +795,11 @@ pub async fn reset(
     if users::find(db, user_id).await?.is_none() {
         return Err(MfaError::NotFound);
     }
-    let removed = repo::delete_all(db, user_id).await?;
+    use sea_orm::TransactionTrait;
+    let txn = db.begin().await.map_err(Internal::from)?;
+    users::repo::lock(&txn, user_id).await?;
+    let removed = repo::delete_all(&txn, user_id).await?;
+    txn.commit().await.map_err(Internal::from)?;
     guard::clear(db, user_id).await?;
     let now = reach.now;
     let ended = cut_off::user(db, reach, user_id, "mfa_factors_reset").await?;

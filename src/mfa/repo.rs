@@ -206,6 +206,12 @@ pub async fn use_recovery_code(
 }
 
 /// Recovery codes the user has left.
+/// Whether the user has recovery codes, used or not (they come with the
+/// first factor and go with the last).
+pub async fn has_recovery_codes(db: &impl ConnectionTrait, user_id: Uuid) -> Result<bool, Internal> {
+    Ok(Codes::find().filter(CodeColumn::UserId.eq(user_id)).count(db).await? > 0)
+}
+
 pub async fn recovery_codes_left(db: &impl ConnectionTrait, user_id: Uuid) -> Result<u64, Internal> {
     Ok(Codes::find()
         .filter(CodeColumn::UserId.eq(user_id))

@@ -277,6 +277,15 @@ async fn authorization_code(
         .await?
         .filter(|u| u.can_authenticate(now))
         .ok_or_else(|| OAuthError::invalid_grant("the account can no longer sign in"))?;
+    let amr = crate::mfa::Amr::from_stored(row.amr.as_deref());
+    // A code from a sign-in without a second factor, issued before the
+    // client or the user's role required one (or by a replica that did not
+    // know yet), buys nothing.
+    if !amr.is_mfa() && (client.require_mfa || crate::mfa::flow::role_requires(state, &user)) {
+        return Err(OAuthError::invalid_grant(
+            "this code comes from a sign-in without a second factor, which is now required: sign in again",
+        ));
+    }
     let session = SessionRequest {
         client_id: client.client_id.clone(),
         scope: ScopeSet::from_stored(&row.scope),
@@ -286,7 +295,7 @@ async fn authorization_code(
         with_refresh: client.allows(GrantType::RefreshToken),
         family_id: Some(redemption.family_id),
         access_jti: Some(redemption.access_jti.clone()),
-        amr: crate::mfa::Amr::from_stored(row.amr.as_deref()),
+        amr,
         require_mfa: false,
         cookie: false,
     };

@@ -714,10 +714,12 @@ db_test!(async fn a_second_factor_required_later_ends_sessions_signed_in_without
     assert_eq!(resp.status(), StatusCode::OK);
     let granted: Value = resp.json().await.unwrap();
     let browser = oauth_support::browser_for(&app);
-    let (_, challenge) = oauth_support::pkce_pair();
+    let (verifier, challenge) = oauth_support::pkce_pair();
     let pkce = [("code_challenge", challenge.as_str()), ("code_challenge_method", "S256"), ("scope", "openid")];
     let url = oauth_support::authorize_url(&app, &web.id, &pkce);
-    assert_eq!(page_sign_in(&browser, &url, None).await.status(), StatusCode::SEE_OTHER);
+    let signed_in = page_sign_in(&browser, &url, None).await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let code = oauth_support::query(&oauth_support::location(&signed_in))["code"].clone();
     assert_eq!(browser.get(&url).send().await.unwrap().status(), StatusCode::FOUND, "the session is remembered");
 
     let resp = app
@@ -737,12 +739,100 @@ db_test!(async fn a_second_factor_required_later_ends_sessions_signed_in_without
     let refused: Value = resp.json().await.unwrap();
     assert_eq!(refused["error"], "invalid_grant");
     assert!(refused["error_description"].as_str().unwrap().contains("second factor"), "{refused}");
+    let userinfo = app.get_with_token("/oauth/userinfo", access(&granted)).await;
+    assert_eq!(userinfo.status(), StatusCode::UNAUTHORIZED, "the session's access token is denied too");
     let resp = token_basic(&app, &web, &refresh).await;
     assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    assert!(event_kinds(&app).await.iter().any(|k| k == "family_revoked"), "the ending is audited");
+    // A code the password-only session got before buys nothing now.
+    let redeem = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", oauth_support::REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let resp = token_basic(&app, &web, &redeem).await;
+    let refused: Value = resp.json().await.unwrap();
+    assert_eq!(refused["error"], "invalid_grant");
+    assert!(refused["error_description"].as_str().unwrap().contains("second factor"), "{refused}");
     // The browser session does not count for this client any more: the form again.
     let resp = browser.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.text().await.unwrap().contains("id=\"username\""));
+});
+
+db_test!(async fn a_role_required_later_stops_password_only_browser_sessions_codes_and_tokens(backend) {
+    // "user" gets the role "staff"; replica two has it in
+    // LATCHKEY_MFA_REQUIRED_ROLES, replica one does not (yet).
+    let (one, admin) = oauth_support::spawn_with_admin(backend).await;
+    let web = oauth_support::confidential(&one, &admin).await;
+    let user_id = jwt::claims(access(&tokens(&one, "user").await))["sub"].as_str().unwrap().to_owned();
+    let resp = one
+        .client
+        .patch(one.url(&format!("/admin/users/{user_id}")))
+        .bearer_auth(&admin)
+        .json(&json!({"roles": ["staff"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The role change denied the user's tokens issued up to now (and a
+    // few seconds of clock skew after).
+    one.advance(Duration::from_secs(6));
+    let issuer = one.state.issuer().to_owned();
+    let two = TestApp::builder(backend)
+        .on(one.db.clone())
+        .clock(one.clock.clone())
+        .configure(move |s| {
+            s.issuer = Some(issuer);
+            s.mfa_required_roles = vec!["staff".into()];
+        })
+        .spawn()
+        .await;
+
+    // A first-party token from one: on two, it only enrols, and the
+    // password change cannot mint full tokens from it either.
+    let first = tokens(&one, "user").await;
+    assert_error(two.get_with_token("/auth/me", access(&first)).await, 403, "mfa_enrolment_required").await;
+    let resp = two
+        .client
+        .post(two.url("/auth/password"))
+        .bearer_auth(access(&first))
+        .json(&json!({"current_password": PASSWORD, "new_password": "another long password 2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 403, "mfa_enrolment_required").await;
+    // The enrol-only token two gives adds a factor only with the password.
+    let enrol = tokens(&two, "user").await;
+    assert_eq!(enrol["scope"], "latchkey:mfa_enrol");
+    let resp = post(&two, "/auth/mfa/totp", Some(access(&enrol)), &json!({})).await;
+    assert_error(resp, 403, "password_required").await;
+
+    // A browser signed in on one: one honours its session, two does not,
+    // and two refuses the code one issued.
+    let browser = oauth_support::browser_for(&one);
+    let (verifier, challenge) = oauth_support::pkce_pair();
+    let pkce = [("code_challenge", challenge.as_str()), ("code_challenge_method", "S256"), ("scope", "openid")];
+    let signed_in = page_sign_in(&browser, &oauth_support::authorize_url(&one, &web.id, &pkce), None).await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let code = oauth_support::query(&oauth_support::location(&signed_in))["code"].clone();
+    let again = browser.get(oauth_support::authorize_url(&one, &web.id, &pkce)).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::FOUND, "one still honours the session");
+    let resp = browser.get(oauth_support::authorize_url(&two, &web.id, &pkce)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.text().await.unwrap().contains("id=\"username\""), "two shows the form");
+    let silent = [pkce.as_slice(), &[("prompt", "none")]].concat();
+    let resp = browser.get(oauth_support::authorize_url(&two, &web.id, &silent)).send().await.unwrap();
+    assert_eq!(oauth_support::query(&oauth_support::location(&resp))["error"], "login_required");
+    let redeem = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", oauth_support::REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let resp = token_basic(&two, &web, &redeem).await;
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_grant");
 });
 
 db_test!(async fn a_role_required_later_ends_its_password_only_admin_sessions(backend) {
