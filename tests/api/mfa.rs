@@ -602,20 +602,42 @@ async fn page_sign_in(browser: &reqwest::Client, url: &str, code: Option<&str>) 
 
 /// Exchange the code in a redirect for tokens.
 async fn redeem(app: &TestApp, client: &oauth_support::Client, location: &str, verifier: &str) -> Value {
-    let code = oauth_support::query(location)["code"].clone();
-    let resp = token_basic(
-        app,
-        client,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", oauth_support::REDIRECT),
-            ("code_verifier", verifier),
-        ],
-    )
-    .await;
+    let resp = offer_code(app, client, location, verifier).await;
     assert_eq!(resp.status(), StatusCode::OK);
     resp.json().await.unwrap()
+}
+
+/// The token endpoint's answer to the code in a redirect.
+async fn offer_code(
+    app: &TestApp,
+    client: &oauth_support::Client,
+    location: &str,
+    verifier: &str,
+) -> reqwest::Response {
+    let code = oauth_support::query(location)["code"].clone();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", oauth_support::REDIRECT),
+        ("code_verifier", verifier),
+    ];
+    token_basic(app, client, &form).await
+}
+
+/// A second replica of `one` (same database, clock and issuer) whose
+/// `LATCHKEY_MFA_REQUIRED_ROLES` is `role`: a rolling configuration change.
+async fn replica_requiring_mfa_of(one: &TestApp, backend: crate::helpers::Backend, role: &str) -> TestApp {
+    let issuer = one.state.issuer().to_owned();
+    let role = role.to_owned();
+    TestApp::builder(backend)
+        .on(one.db.clone())
+        .clock(one.clock.clone())
+        .configure(move |s| {
+            s.issuer = Some(issuer);
+            s.mfa_required_roles = vec![role];
+        })
+        .spawn()
+        .await
 }
 
 db_test!(async fn the_sign_in_page_asks_for_the_second_factor_and_acr_values_needs_one(backend) {
@@ -719,7 +741,7 @@ db_test!(async fn a_second_factor_required_later_ends_sessions_signed_in_without
     let url = oauth_support::authorize_url(&app, &web.id, &pkce);
     let signed_in = page_sign_in(&browser, &url, None).await;
     assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
-    let code = oauth_support::query(&oauth_support::location(&signed_in))["code"].clone();
+    let location = oauth_support::location(&signed_in);
     assert_eq!(browser.get(&url).send().await.unwrap().status(), StatusCode::FOUND, "the session is remembered");
 
     let resp = app
@@ -745,13 +767,7 @@ db_test!(async fn a_second_factor_required_later_ends_sessions_signed_in_without
     assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_grant");
     assert!(event_kinds(&app).await.iter().any(|k| k == "family_revoked"), "the ending is audited");
     // A code the password-only session got before buys nothing now.
-    let redeem = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", oauth_support::REDIRECT),
-        ("code_verifier", verifier.as_str()),
-    ];
-    let resp = token_basic(&app, &web, &redeem).await;
+    let resp = offer_code(&app, &web, &location, &verifier).await;
     let refused: Value = resp.json().await.unwrap();
     assert_eq!(refused["error"], "invalid_grant");
     assert!(refused["error_description"].as_str().unwrap().contains("second factor"), "{refused}");
@@ -779,16 +795,7 @@ db_test!(async fn a_role_required_later_stops_password_only_browser_sessions_cod
     // The role change denied the user's tokens issued up to now (and a
     // few seconds of clock skew after).
     one.advance(Duration::from_secs(6));
-    let issuer = one.state.issuer().to_owned();
-    let two = TestApp::builder(backend)
-        .on(one.db.clone())
-        .clock(one.clock.clone())
-        .configure(move |s| {
-            s.issuer = Some(issuer);
-            s.mfa_required_roles = vec!["staff".into()];
-        })
-        .spawn()
-        .await;
+    let two = replica_requiring_mfa_of(&one, backend, "staff").await;
 
     // A first-party token from one: on two, it only enrols, and the
     // password change cannot mint full tokens from it either.
@@ -816,7 +823,7 @@ db_test!(async fn a_role_required_later_stops_password_only_browser_sessions_cod
     let pkce = [("code_challenge", challenge.as_str()), ("code_challenge_method", "S256"), ("scope", "openid")];
     let signed_in = page_sign_in(&browser, &oauth_support::authorize_url(&one, &web.id, &pkce), None).await;
     assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
-    let code = oauth_support::query(&oauth_support::location(&signed_in))["code"].clone();
+    let location = oauth_support::location(&signed_in);
     let again = browser.get(oauth_support::authorize_url(&one, &web.id, &pkce)).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::FOUND, "one still honours the session");
     let resp = browser.get(oauth_support::authorize_url(&two, &web.id, &pkce)).send().await.unwrap();
@@ -825,13 +832,7 @@ db_test!(async fn a_role_required_later_stops_password_only_browser_sessions_cod
     let silent = [pkce.as_slice(), &[("prompt", "none")]].concat();
     let resp = browser.get(oauth_support::authorize_url(&two, &web.id, &silent)).send().await.unwrap();
     assert_eq!(oauth_support::query(&oauth_support::location(&resp))["error"], "login_required");
-    let redeem = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", oauth_support::REDIRECT),
-        ("code_verifier", verifier.as_str()),
-    ];
-    let resp = token_basic(&two, &web, &redeem).await;
+    let resp = offer_code(&two, &web, &location, &verifier).await;
     assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_grant");
 });
 
@@ -845,16 +846,7 @@ db_test!(async fn a_role_required_later_ends_its_password_only_admin_sessions(ba
         })
         .spawn()
         .await;
-    let issuer = one.state.issuer().to_owned();
-    let two = TestApp::builder(backend)
-        .on(one.db.clone())
-        .clock(one.clock.clone())
-        .configure(move |s| {
-            s.issuer = Some(issuer);
-            s.mfa_required_roles = vec!["admin".into()];
-        })
-        .spawn()
-        .await;
+    let two = replica_requiring_mfa_of(&one, backend, "admin").await;
     let resp = one
         .post_json("/auth/login", &json!({"username": "admin", "password": ADMIN_PASSWORD, "scope": "latchkey:admin"}))
         .await;
