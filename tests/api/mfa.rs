@@ -361,6 +361,7 @@ db_test!(async fn passkeys_enrol_sign_in_and_a_cloned_authenticator_is_refused(b
         .post_json("/auth/passkey/login/finish", &json!({"ceremony": started["ceremony"], "credential": genuine}))
         .await;
     assert_error(resp, 403, "account_unavailable").await;
+    assert!(event_kinds(&app).await.iter().any(|k| k == "login_failed"), "audited as a password sign-in would be");
 });
 
 /// Disable a user's account in the database, as an admin would.
