@@ -251,8 +251,7 @@ fn current_session(auth: &BearerAuth) -> Option<Uuid> {
 /// cannot add or remove factors of an account that has them.
 async fn recent(state: &AppState, auth: &BearerAuth, user: &crate::users::User) -> Result<(), ApiError> {
     flow::require_recent(state, auth.0.claims.auth_time)?;
-    let with_mfa = crate::mfa::Amr::from_claim(auth.0.claims.amr.as_deref()).is_mfa();
-    if !with_mfa && crate::mfa::repo::has_any(&state.db, user.id).await? {
+    if !auth.0.with_mfa() && crate::mfa::repo::has_any(&state.db, user.id).await? {
         return Err(ApiError::forbidden(
             "mfa_required",
             "you have a second factor: sign in with it to change your factors",
@@ -271,13 +270,12 @@ async fn may_add(
     current_password: Option<&str>,
 ) -> Result<(), ApiError> {
     recent(state, auth, user).await?;
-    let with_mfa = crate::mfa::Amr::from_claim(auth.0.claims.amr.as_deref()).is_mfa();
     match current_password {
         Some(given) => {
             let current = crate::passwords::Password::presented(given).map_err(ApiError::validation)?;
             authn::confirm_password(state, &origin.0, user, &current).await?;
         }
-        None if !with_mfa => {
+        None if !auth.0.with_mfa() => {
             return Err(ApiError::forbidden(
                 "password_required",
                 "send your current_password to add a second factor to a password-only sign-in",
