@@ -130,15 +130,7 @@ pub async fn check_password(
     attempt.succeeded(now);
     let user = User::from(row);
     if !user.can_authenticate(now) {
-        let reason = if user.disabled { "account_disabled" } else { "account_banned" };
-        state.metrics.login(reason);
-        audit::record(
-            &state.db,
-            now,
-            origin,
-            Event::new(EventKind::LoginFailed).subject(user.id).client(client_id).detail("reason", reason),
-        )
-        .await;
+        record_unavailable(state, origin, &user, client_id, now).await;
         return Err(if user.disabled {
             LoginError::AccountDisabled
         } else {
@@ -160,6 +152,26 @@ pub async fn check_password(
     users::repo::touch_last_login(&state.db, user.id, now).await?;
     state.metrics.login("success");
     Ok(user)
+}
+
+/// Count and audit (`login_failed`) a sign-in that proved who it is for
+/// an account that is disabled or banned.
+pub async fn record_unavailable(
+    state: &AppState,
+    origin: &Origin,
+    user: &User,
+    client_id: &str,
+    now: DateTime<Utc>,
+) {
+    let reason = if user.disabled { "account_disabled" } else { "account_banned" };
+    state.metrics.login(reason);
+    audit::record(
+        &state.db,
+        now,
+        origin,
+        Event::new(EventKind::LoginFailed).subject(user.id).client(client_id).detail("reason", reason),
+    )
+    .await;
 }
 
 /// What a new session is for.

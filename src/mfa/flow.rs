@@ -469,15 +469,7 @@ pub async fn finish_passkey_login(
     // user id and credential id alone do not tell a disabled account apart.
     if !user.can_authenticate(now) {
         // As a password sign-in of such an account is.
-        let reason = if user.disabled { "account_disabled" } else { "account_banned" };
-        state.metrics.login(reason);
-        audit::record(
-            &state.db,
-            now,
-            origin,
-            Event::new(EventKind::LoginFailed).subject(user.id).client(client_id).detail("reason", reason),
-        )
-        .await;
+        crate::authn::record_unavailable(state, origin, &user, client_id, now).await;
         return Err(MfaError::AccountUnavailable);
     }
     if !record_passkey_use(state, user.id, &result, now).await? {

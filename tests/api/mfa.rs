@@ -341,28 +341,29 @@ db_test!(async fn passkeys_enrol_sign_in_and_a_cloned_authenticator_is_refused(b
 
     // A disabled account: only a valid signature learns that it is disabled.
     disable(&app, "carol").await;
-    let signed = |mut assertion: Value, tamper: bool| {
-        if tamper {
-            let signature = assertion["response"]["signature"].as_str().unwrap();
-            let flipped = if signature.starts_with('A') { "B" } else { "A" };
-            assertion["response"]["signature"] = json!(format!("{flipped}{}", &signature[1..]));
-        }
-        assertion
-    };
-    let started: Value = app.post_json("/auth/passkey/login/begin", &json!({})).await.json().await.unwrap();
-    let forged = signed(key.assert(&started["webauthn"], app.state.issuer()), true);
-    let resp = app
-        .post_json("/auth/passkey/login/finish", &json!({"ceremony": started["ceremony"], "credential": forged}))
-        .await;
+    let resp = passkey_only(&app, &mut key, true).await;
     assert_error(resp, 401, "invalid_second_factor").await;
-    let started: Value = app.post_json("/auth/passkey/login/begin", &json!({})).await.json().await.unwrap();
-    let genuine = signed(key.assert(&started["webauthn"], app.state.issuer()), false);
-    let resp = app
-        .post_json("/auth/passkey/login/finish", &json!({"ceremony": started["ceremony"], "credential": genuine}))
-        .await;
+    let resp = passkey_only(&app, &mut key, false).await;
     assert_error(resp, 403, "account_unavailable").await;
     assert!(event_kinds(&app).await.iter().any(|k| k == "login_failed"), "audited as a password sign-in would be");
 });
+
+/// A usernameless passkey sign-in with `key`; with `tamper`, the
+/// assertion's signature is spoiled.
+async fn passkey_only(app: &TestApp, key: &mut SoftAuthenticator, tamper: bool) -> reqwest::Response {
+    let started: Value = app.post_json("/auth/passkey/login/begin", &json!({})).await.json().await.unwrap();
+    let mut assertion = key.assert(&started["webauthn"], app.state.issuer());
+    if tamper {
+        let signature = assertion["response"]["signature"].as_str().unwrap();
+        let flipped = if signature.starts_with('A') { "B" } else { "A" };
+        assertion["response"]["signature"] = json!(format!("{flipped}{}", &signature[1..]));
+    }
+    app.post_json(
+        "/auth/passkey/login/finish",
+        &json!({"ceremony": started["ceremony"], "credential": assertion}),
+    )
+    .await
+}
 
 /// Disable a user's account in the database, as an admin would.
 async fn disable(app: &TestApp, username: &str) {
