@@ -305,9 +305,15 @@ impl Tab {
         }
     }
 
-    /// Wait until the tab's URL starts with `prefix`.
+    /// Wait until the tab's URL starts with `prefix` and its document is
+    /// parsed (a navigation shows the new URL before the page's elements
+    /// exist; reading them then would read nothing).
     pub async fn wait_for_url(&self, prefix: &str) {
-        self.wait_for(&format!("location.href.startsWith({})", js_string(prefix))).await;
+        self.wait_for(&format!(
+            "location.href.startsWith({}) && document.readyState !== 'loading'",
+            js_string(prefix)
+        ))
+        .await;
     }
 
     /// Wait until an element matching `selector` exists.
